@@ -1,0 +1,101 @@
+"""The PureModelCodegen action: an ONNX model in, C++ sources out."""
+
+PureModelInfo = provider(
+    doc = "What the generator made of one model.",
+    fields = {
+        "model": "File: the ONNX model the sources were generated from.",
+        "header": "File: the generated header.",
+        "source": "File: the generated implementation.",
+        "descriptor": "File: the generated harness descriptor (names and shapes for the run/benchmark/test tools).",
+        "cpu": "string: the target CPU the code was specialised for.",
+    },
+)
+
+def _cpp_namespace(package):
+    # A namespace derived from the package, so two models in different packages never clash.
+    parts = [p for p in package.replace("-", "_").replace(".", "_").split("/") if p]
+    return "::".join(parts) if parts else "pure_model"
+
+def _class_name(name):
+    return "".join([p[:1].upper() + p[1:] for p in name.replace("-", "_").split("_") if p])
+
+def _pure_model_codegen_impl(ctx):
+    model = ctx.file.model
+    namespace = ctx.attr.namespace or _cpp_namespace(ctx.label.package)
+    class_name = ctx.attr.class_name or _class_name(ctx.attr.library_name)
+    header = ctx.outputs.header
+    args = ctx.actions.args()
+    args.add("--model", model)
+    # The label, not the path: generated files must not depend on where the checkout is.
+    args.add("--model_label", str(ctx.attr.model.label))
+    args.add("--cpu", ctx.attr.cpu)
+    args.add("--namespace", namespace)
+    args.add("--class_name", class_name)
+    args.add("--header_include", _repo_relative_path(header))
+    args.add_all(
+        sorted(ctx.attr.input_shapes.items()),
+        map_each = _input_shape_flag,
+        before_each = "--input_shape",
+    )
+    args.add("--out_header", header)
+    args.add("--out_source", ctx.outputs.source)
+    args.add("--out_descriptor", ctx.outputs.descriptor)
+    ctx.actions.run(
+        executable = ctx.executable._codegen,
+        arguments = [args],
+        inputs = [model],
+        outputs = [header, ctx.outputs.source, ctx.outputs.descriptor],
+        mnemonic = "PureModelCodegen",
+        progress_message = "Generating C++ for model %{label} (" + ctx.attr.cpu + ")",
+    )
+    return [
+        DefaultInfo(files = depset([header, ctx.outputs.source])),
+        PureModelInfo(
+            model = model,
+            header = header,
+            source = ctx.outputs.source,
+            descriptor = ctx.outputs.descriptor,
+            cpu = ctx.attr.cpu,
+        ),
+    ]
+
+def _repo_relative_path(file):
+    # short_path is "pkg/x.h" in the main repository and "../repo/pkg/x.h" in others; includes
+    # are resolved from the root of the file's own repository either way.
+    path = file.short_path
+    return path.split("/", 2)[2] if path.startswith("../") else path
+
+def _input_shape_flag(item):
+    name, dims = item
+    return "%s=%s" % (name, dims)
+
+pure_model_codegen = rule(
+    implementation = _pure_model_codegen_impl,
+    doc = """Runs the code generator on an ONNX model. Used by the `pure_model_library` macro;
+call that instead.""",
+    attrs = {
+        "class_name": attr.string(doc = "C++ class name; default: the library name in CamelCase."),
+        "cpu": attr.string(
+            mandatory = True,
+            values = ["generic", "x86_64", "aarch64"],
+            doc = "The target CPU the code is specialised for; the macro selects it from the target platform.",
+        ),
+        "descriptor": attr.output(mandatory = True, doc = "The harness descriptor source to write."),
+        "header": attr.output(mandatory = True, doc = "The header to write."),
+        "input_shapes": attr.string_dict(doc = "Input name -> comma-separated dimensions, binding dynamic dimensions."),
+        "library_name": attr.string(mandatory = True, doc = "Name of the cc_library the sources are for."),
+        "model": attr.label(
+            mandatory = True,
+            allow_single_file = [".onnx"],
+            doc = "The ONNX model file.",
+        ),
+        "namespace": attr.string(doc = "C++ namespace; default: derived from the package path."),
+        "source": attr.output(mandatory = True, doc = "The implementation source to write."),
+        "_codegen": attr.label(
+            default = Label("//tools/codegen"),
+            executable = True,
+            cfg = "exec",
+            doc = "The generator.",
+        ),
+    },
+)

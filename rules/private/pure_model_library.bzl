@@ -1,0 +1,118 @@
+"""The pure_model_library macro: one ONNX model, one cc_library, and tools to run and check it."""
+
+load("@rules_cc//cc:defs.bzl", "cc_binary", "cc_library", "cc_test")
+load(":codegen.bzl", "pure_model_codegen")
+load(":testdata.bzl", "pure_model_testdata")
+
+_CPU = {
+    Label("@platforms//cpu:aarch64"): "aarch64",
+    Label("@platforms//cpu:x86_64"): "x86_64",
+    "//conditions:default": "generic",
+}
+
+def pure_model_library(
+        name,
+        model,
+        input_shapes = {},
+        namespace = None,
+        class_name = None,
+        copts = ["-O3"],
+        test = True,
+        test_rtol = 1e-4,
+        visibility = None,
+        tags = [],
+        **kwargs):
+    """Turns an ONNX model into a C++ library at build time.
+
+    The model becomes code: a class with a `Run()` method, shapes as compile-time constants,
+    weights embedded as read-only data and a statically planned activation arena. Nothing is
+    read at run time and nothing is allocated while running.
+
+    Targets created (for `name = "det"` in package `app/vision`):
+
+    - `det`: a `cc_library` with header `det.h` declaring `class app::vision::Det`
+      (namespace from the package, class from the name). This is what apps depend on.
+    - `det_run`: `det_run --input=<input name>=<file.npy> ... --output_dir=<dir>` runs the model
+      on `.npy` inputs and writes `<dir>/<output name>.npy`.
+    - `det_benchmark`: `det_benchmark --runs=N --warmup=M` times the model on random inputs and
+      ends with one JSON line (median_ms, min_ms, p90_ms, peak_rss_kb, arena_bytes, weight_bytes).
+    - `det_test` (unless `test = False`): a `cc_test` comparing the generated code's outputs with
+      onnx's reference evaluator on seeded random inputs. It runs for the target platform, so
+      `--config=arm64` checks the aarch64 build under qemu.
+    - `det_codegen`, `det_descriptor`, `det_testdata`: internal steps of the above.
+
+    Args:
+      name: Name of the library, and the prefix of the other targets.
+      model: The `.onnx` file (a label).
+      input_shapes: Binds dynamic input dimensions: `{"x": "1,3,224,224"}`. A model with a
+        dynamic dimension left unbound fails the build, naming the input and the dimension.
+      namespace: C++ namespace of the class. Default: the package path, `/` becoming `::`.
+      class_name: C++ class name. Default: `name` in CamelCase.
+      copts: Compiler options for the generated code. Models are arithmetic; they are
+        optimised even in fastbuild builds.
+      test: Whether to create `<name>_test`.
+      test_rtol: Tolerance of `<name>_test`: the largest error allowed, relative to the
+        largest magnitude of each reference output.
+      visibility: Visibility of `name`; the tools are visible like it.
+      tags: Tags for every target.
+      **kwargs: Passed to the `cc_library` (e.g. `deprecation`, `target_compatible_with`).
+    """
+    pure_model_codegen(
+        name = name + "_codegen",
+        model = model,
+        input_shapes = input_shapes,
+        namespace = namespace,
+        class_name = class_name,
+        library_name = name,
+        cpu = select(_CPU),
+        header = name + ".h",
+        source = name + ".cc",
+        descriptor = name + "_descriptor.cc",
+        tags = tags,
+        visibility = ["//visibility:private"],
+    )
+    cc_library(
+        name = name,
+        hdrs = [name + ".h"],
+        srcs = [name + ".cc"],
+        copts = copts,
+        deps = [Label("//runtime:kernels")],
+        visibility = visibility,
+        tags = tags,
+        **kwargs
+    )
+    cc_library(
+        name = name + "_descriptor",
+        srcs = [name + "_descriptor.cc"],
+        copts = copts,
+        deps = [":" + name, Label("//tools/harness:model_descriptor")],
+        tags = tags,
+        visibility = ["//visibility:private"],
+        alwayslink = True,
+    )
+    for tool, main in (("run", "run_main"), ("benchmark", "benchmark_main")):
+        cc_binary(
+            name = "%s_%s" % (name, tool),
+            deps = [":" + name + "_descriptor", Label("//tools/harness:" + main)],
+            tags = tags,
+            visibility = visibility,
+        )
+    if test:
+        pure_model_testdata(
+            name = name + "_testdata",
+            model = model,
+            input_shapes = input_shapes,
+            tags = tags,
+            visibility = ["//visibility:private"],
+        )
+        cc_test(
+            name = name + "_test",
+            deps = [":" + name + "_descriptor", Label("//tools/harness:check_main")],
+            data = [":" + name + "_testdata"],
+            args = [
+                "--data_dir=$(rootpath :%s_testdata)" % name,
+                "--rtol=%s" % test_rtol,
+            ],
+            tags = tags,
+            visibility = visibility,
+        )

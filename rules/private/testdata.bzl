@@ -1,0 +1,38 @@
+"""Reference inputs and outputs for a model, computed by onnx's reference evaluator."""
+
+def _pure_model_testdata_impl(ctx):
+    out = ctx.actions.declare_directory(ctx.label.name)
+    args = ctx.actions.args()
+    args.add("--model", ctx.file.model)
+    args.add_all(sorted(ctx.attr.input_shapes.items()), map_each = _input_shape_flag, before_each = "--input_shape")
+    args.add("--seed", ctx.attr.seed)
+    args.add("--out_dir", out.path)
+    ctx.actions.run(
+        executable = ctx.executable._make_testdata,
+        arguments = [args],
+        inputs = [ctx.file.model],
+        outputs = [out],
+        mnemonic = "PureModelReference",
+        progress_message = "Computing reference outputs for %{label}",
+    )
+    return [DefaultInfo(files = depset([out]), runfiles = ctx.runfiles(files = [out]))]
+
+def _input_shape_flag(item):
+    return "%s=%s" % item
+
+pure_model_testdata = rule(
+    implementation = _pure_model_testdata_impl,
+    doc = """Writes seeded random inputs for a model and the outputs onnx's reference evaluator
+computes from them, as `inputs/*.npy` and `expected/*.npy` in one directory.""",
+    attrs = {
+        "input_shapes": attr.string_dict(doc = "Input name -> comma-separated dimensions."),
+        "model": attr.label(mandatory = True, allow_single_file = [".onnx"], doc = "The ONNX model file."),
+        "seed": attr.int(default = 0, doc = "Seed of the random inputs."),
+        "_make_testdata": attr.label(
+            default = Label("//tools/codegen:make_testdata"),
+            executable = True,
+            cfg = "exec",
+            doc = "The reference tool.",
+        ),
+    },
+)

@@ -1,0 +1,236 @@
+// Kernels that generated models call. Header-only, standard C++17, no allocation.
+//
+// Every kernel takes its shapes as compile-time constants from a parameter struct that the
+// generator writes next to the call (one struct per ONNX node), so the compiler sees fixed trip
+// counts and can unroll and vectorise for the target it compiles for. Pointers never alias
+// unless a kernel says so.
+#ifndef RULES_PURE_MODEL_RUNTIME_KERNELS_H_
+#define RULES_PURE_MODEL_RUNTIME_KERNELS_H_
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+
+namespace pure_model {
+
+// Activations fused into a producing kernel (Conv, Gemm), applied to each output element.
+enum class Activation { kNone, kRelu, kClip, kSigmoid };
+
+template <Activation A>
+inline float Activate(float v, float lo, float hi) {
+  if constexpr (A == Activation::kRelu) {
+    return v > 0.f ? v : 0.f;
+  } else if constexpr (A == Activation::kClip) {
+    return v < lo ? lo : (v > hi ? hi : v);
+  } else if constexpr (A == Activation::kSigmoid) {
+    return 1.f / (1.f + std::exp(-v));
+  } else {
+    (void)lo;
+    (void)hi;
+    return v;
+  }
+}
+
+// 2-D convolution, NCHW, weights [M, C/group, KH, KW], optional bias [M] (nullptr if absent).
+// P: kN kC kH kW kM kKH kKW kOH kOW kStrideH kStrideW kPadTop kPadLeft kDilH kDilW kGroups,
+//    kActivation, kClipLo, kClipHi.
+template <typename P>
+inline void Conv2D(const float* x, const float* w, const float* bias, float* y) {
+  constexpr int kCPerGroup = P::kC / P::kGroups;
+  constexpr int kMPerGroup = P::kM / P::kGroups;
+  for (int n = 0; n < P::kN; ++n) {
+    for (int g = 0; g < P::kGroups; ++g) {
+      for (int mg = 0; mg < kMPerGroup; ++mg) {
+        const int m = g * kMPerGroup + mg;
+        float* out = y + (static_cast<std::size_t>(n) * P::kM + m) * P::kOH * P::kOW;
+        const float b = bias ? bias[m] : 0.f;
+        for (int i = 0; i < P::kOH * P::kOW; ++i) out[i] = b;
+        for (int cg = 0; cg < kCPerGroup; ++cg) {
+          const int c = g * kCPerGroup + cg;
+          const float* in = x + (static_cast<std::size_t>(n) * P::kC + c) * P::kH * P::kW;
+          const float* k = w + (static_cast<std::size_t>(m) * kCPerGroup + cg) * P::kKH * P::kKW;
+          for (int kh = 0; kh < P::kKH; ++kh) {
+            for (int kw = 0; kw < P::kKW; ++kw) {
+              const float wv = k[kh * P::kKW + kw];
+              for (int oh = 0; oh < P::kOH; ++oh) {
+                const int ih = oh * P::kStrideH - P::kPadTop + kh * P::kDilH;
+                if (ih < 0 || ih >= P::kH) continue;
+                const float* in_row = in + ih * P::kW;
+                float* out_row = out + oh * P::kOW;
+                for (int ow = 0; ow < P::kOW; ++ow) {
+                  const int iw = ow * P::kStrideW - P::kPadLeft + kw * P::kDilW;
+                  if (iw < 0 || iw >= P::kW) continue;
+                  out_row[ow] += wv * in_row[iw];
+                }
+              }
+            }
+          }
+        }
+        for (int i = 0; i < P::kOH * P::kOW; ++i) {
+          out[i] = Activate<P::kActivation>(out[i], P::kClipLo, P::kClipHi);
+        }
+      }
+    }
+  }
+}
+
+// Y[M,N] = alpha * op(A) * op(B) + beta * C, op = optional transpose; C broadcast by strides
+// (kCStrideM, kCStrideN are 0 along broadcast axes; C is nullptr when absent).
+// P: kM kN kK kTransA kTransB kAlpha kBeta kCStrideM kCStrideN kActivation kClipLo kClipHi.
+template <typename P>
+inline void Gemm(const float* a, const float* b, const float* c, float* y) {
+  for (int m = 0; m < P::kM; ++m) {
+    float* row = y + static_cast<std::size_t>(m) * P::kN;
+    for (int n = 0; n < P::kN; ++n) row[n] = 0.f;
+    for (int k = 0; k < P::kK; ++k) {
+      const float av = P::kTransA ? a[static_cast<std::size_t>(k) * P::kM + m]
+                                  : a[static_cast<std::size_t>(m) * P::kK + k];
+      if constexpr (P::kTransB) {
+        for (int n = 0; n < P::kN; ++n) row[n] += av * b[static_cast<std::size_t>(n) * P::kK + k];
+      } else {
+        const float* brow = b + static_cast<std::size_t>(k) * P::kN;
+        for (int n = 0; n < P::kN; ++n) row[n] += av * brow[n];
+      }
+    }
+    for (int n = 0; n < P::kN; ++n) {
+      float v = P::kAlpha * row[n];
+      if (c != nullptr) v += P::kBeta * c[m * P::kCStrideM + n * P::kCStrideN];
+      row[n] = Activate<P::kActivation>(v, P::kClipLo, P::kClipHi);
+    }
+  }
+}
+
+// Y[M,N] = A[M,K] * B[K,N], one matrix of a (possibly batched) MatMul.
+template <int M, int K, int N>
+inline void MatMul(const float* a, const float* b, float* y) {
+  for (int m = 0; m < M; ++m) {
+    float* row = y + static_cast<std::size_t>(m) * N;
+    for (int n = 0; n < N; ++n) row[n] = 0.f;
+    for (int k = 0; k < K; ++k) {
+      const float av = a[static_cast<std::size_t>(m) * K + k];
+      const float* brow = b + static_cast<std::size_t>(k) * N;
+      for (int n = 0; n < N; ++n) row[n] += av * brow[n];
+    }
+  }
+}
+
+// Max or average pooling over 2-D windows, NCHW (a 1-D pool is a 2-D one with H = 1).
+// P: kNC kH kW kKH kKW kOH kOW kStrideH kStrideW kPadTop kPadLeft kDilH kDilW kCountIncludePad.
+template <typename P>
+inline void MaxPool2D(const float* x, float* y) {
+  for (int nc = 0; nc < P::kNC; ++nc) {
+    const float* in = x + static_cast<std::size_t>(nc) * P::kH * P::kW;
+    float* out = y + static_cast<std::size_t>(nc) * P::kOH * P::kOW;
+    for (int oh = 0; oh < P::kOH; ++oh) {
+      for (int ow = 0; ow < P::kOW; ++ow) {
+        float best = -std::numeric_limits<float>::infinity();
+        for (int kh = 0; kh < P::kKH; ++kh) {
+          const int ih = oh * P::kStrideH - P::kPadTop + kh * P::kDilH;
+          if (ih < 0 || ih >= P::kH) continue;
+          for (int kw = 0; kw < P::kKW; ++kw) {
+            const int iw = ow * P::kStrideW - P::kPadLeft + kw * P::kDilW;
+            if (iw < 0 || iw >= P::kW) continue;
+            const float v = in[ih * P::kW + iw];
+            // NaN propagates, as ONNX's reference does.
+            if (v > best || v != v) best = v;
+          }
+        }
+        out[oh * P::kOW + ow] = best;
+      }
+    }
+  }
+}
+
+template <typename P>
+inline void AveragePool2D(const float* x, float* y) {
+  for (int nc = 0; nc < P::kNC; ++nc) {
+    const float* in = x + static_cast<std::size_t>(nc) * P::kH * P::kW;
+    float* out = y + static_cast<std::size_t>(nc) * P::kOH * P::kOW;
+    for (int oh = 0; oh < P::kOH; ++oh) {
+      for (int ow = 0; ow < P::kOW; ++ow) {
+        float sum = 0.f;
+        int count = 0;
+        // With count_include_pad the divisor counts padded positions inside the padded input,
+        // not the part of the window that hangs past the end (ceil_mode).
+        int padded_count = 0;
+        for (int kh = 0; kh < P::kKH; ++kh) {
+          const int ih = oh * P::kStrideH - P::kPadTop + kh * P::kDilH;
+          for (int kw = 0; kw < P::kKW; ++kw) {
+            const int iw = ow * P::kStrideW - P::kPadLeft + kw * P::kDilW;
+            if (ih < P::kH + P::kPadBottom && iw < P::kW + P::kPadRight) ++padded_count;
+            if (ih < 0 || ih >= P::kH || iw < 0 || iw >= P::kW) continue;
+            sum += in[ih * P::kW + iw];
+            ++count;
+          }
+        }
+        const int divisor = P::kCountIncludePad ? padded_count : count;
+        out[oh * P::kOW + ow] = divisor > 0 ? sum / static_cast<float>(divisor) : 0.f;
+      }
+    }
+  }
+}
+
+// Mean (or max) over the trailing `kSpatial` elements of each of `kNC` rows.
+template <int kNC, int kSpatial>
+inline void GlobalAveragePool(const float* x, float* y) {
+  for (int nc = 0; nc < kNC; ++nc) {
+    const float* in = x + static_cast<std::size_t>(nc) * kSpatial;
+    float sum = 0.f;
+    for (int i = 0; i < kSpatial; ++i) sum += in[i];
+    y[nc] = sum / static_cast<float>(kSpatial);
+  }
+}
+
+template <int kNC, int kSpatial>
+inline void GlobalMaxPool(const float* x, float* y) {
+  for (int nc = 0; nc < kNC; ++nc) {
+    const float* in = x + static_cast<std::size_t>(nc) * kSpatial;
+    float best = -std::numeric_limits<float>::infinity();
+    for (int i = 0; i < kSpatial; ++i) {
+      if (in[i] > best || in[i] != in[i]) best = in[i];
+    }
+    y[nc] = best;
+  }
+}
+
+// y = x * scale[c] + shift[c] over NC(spatial): inference BatchNormalization after the
+// generator has folded mean, variance and epsilon into scale and shift.
+template <int kN, int kC, int kSpatial>
+inline void ChannelAffine(const float* x, const float* scale, const float* shift, float* y) {
+  for (int n = 0; n < kN; ++n) {
+    for (int c = 0; c < kC; ++c) {
+      const std::size_t base = (static_cast<std::size_t>(n) * kC + c) * kSpatial;
+      const float s = scale[c];
+      const float t = shift[c];
+      for (int i = 0; i < kSpatial; ++i) y[base + i] = x[base + i] * s + t;
+    }
+  }
+}
+
+// Softmax (or log-softmax) along an axis of extent kAxis, with kInner elements between
+// consecutive entries of that axis and kOuter independent groups. In place is allowed.
+template <int kOuter, int kAxis, int kInner, bool kLog>
+inline void Softmax(const float* x, float* y) {
+  for (int o = 0; o < kOuter; ++o) {
+    for (int i = 0; i < kInner; ++i) {
+      const std::size_t base = static_cast<std::size_t>(o) * kAxis * kInner + i;
+      float max_v = -std::numeric_limits<float>::infinity();
+      for (int a = 0; a < kAxis; ++a) max_v = std::fmax(max_v, x[base + a * kInner]);
+      float sum = 0.f;
+      for (int a = 0; a < kAxis; ++a) sum += std::exp(x[base + a * kInner] - max_v);
+      if constexpr (kLog) {
+        const float log_sum = std::log(sum);
+        for (int a = 0; a < kAxis; ++a) y[base + a * kInner] = x[base + a * kInner] - max_v - log_sum;
+      } else {
+        const float inv = 1.f / sum;
+        for (int a = 0; a < kAxis; ++a) y[base + a * kInner] = std::exp(x[base + a * kInner] - max_v) * inv;
+      }
+    }
+  }
+}
+
+}  // namespace pure_model
+
+#endif  // RULES_PURE_MODEL_RUNTIME_KERNELS_H_

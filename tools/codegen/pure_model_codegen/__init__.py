@@ -1,0 +1,1 @@
+"""rules_pure_model's code generator: an ONNX model in, dependency-free C++ out."""

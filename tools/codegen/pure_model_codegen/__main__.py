@@ -1,0 +1,3 @@
+from pure_model_codegen import cli
+
+cli.run()

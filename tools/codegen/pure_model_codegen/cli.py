@@ -1,0 +1,74 @@
+"""Command line of the generator, as the PureModelCodegen Bazel action runs it.
+
+    python3 -m pure_model_codegen --model=m.onnx --input_shape=x=1,3,224,224 --cpu=x86_64 \
+        --namespace=examples::cnn --class_name=Cnn --header_include=examples/cnn/cnn.h \
+        --out_header=... --out_source=... --out_descriptor=...
+
+Bad input ends the process with one line on stderr naming the file, node and problem, and
+exit status 1; never a traceback.
+"""
+
+import os
+import sys
+
+from absl import app, flags
+
+from pure_model_codegen import emit, frontend, passes
+from pure_model_codegen.errors import CodegenError
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "The ONNX model file.")
+flags.DEFINE_multi_string("input_shape", [], "NAME=D0,D1,... binds the dimensions of input NAME.")
+flags.DEFINE_enum("cpu", "generic", ["generic", "x86_64", "aarch64"], "The target CPU to specialise for.")
+flags.DEFINE_string("namespace", "pure_model", "C++ namespace of the generated class.")
+flags.DEFINE_string("class_name", "Model", "Name of the generated C++ class.")
+flags.DEFINE_string("header_include", None, "How the generated sources #include the header.")
+flags.DEFINE_string("model_label", None, "What the generated files say they come from (default: --model).")
+flags.DEFINE_string("out_header", None, "Where to write the header.")
+flags.DEFINE_string("out_source", None, "Where to write the implementation.")
+flags.DEFINE_string("out_descriptor", None, "Where to write the harness descriptor (optional).")
+
+
+def generate_files(model_path, input_shapes, *, cpu, namespace, class_name, header_include, model_label):
+    try:
+        graph = frontend.import_model(model_path, input_shapes)
+        graph = passes.run_all(graph)
+        return emit.generate(graph, namespace=namespace, class_name=class_name, header_include=header_include,
+                             model_label=model_label, cpu=cpu)
+    except CodegenError as e:
+        raise e.with_model_path(model_label) from None
+
+
+def _write(path, text):
+    # Write-then-rename so an interrupted action never leaves half a file behind.
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    for required in ("model", "header_include", "out_header", "out_source"):
+        if not getattr(FLAGS, required):
+            raise app.UsageError(f"--{required} is required")
+    try:
+        files = generate_files(
+            FLAGS.model, frontend.parse_input_shapes(FLAGS.input_shape), cpu=FLAGS.cpu, namespace=FLAGS.namespace,
+            class_name=FLAGS.class_name, header_include=FLAGS.header_include,
+            model_label=FLAGS.model_label or FLAGS.model)
+    except CodegenError as e:
+        if e.model_path is None:
+            e.model_path = FLAGS.model_label or FLAGS.model
+        print(f"pure_model_codegen: error: {e}", file=sys.stderr)
+        return 1
+    _write(FLAGS.out_header, files["header"])
+    _write(FLAGS.out_source, files["source"])
+    if FLAGS.out_descriptor:
+        _write(FLAGS.out_descriptor, files["descriptor"])
+    return 0
+
+
+def run():
+    app.run(main)

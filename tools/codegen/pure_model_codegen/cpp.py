@@ -1,0 +1,101 @@
+"""Small helpers for writing C++ source text: literals, identifiers, loops."""
+
+import math
+import re
+
+import numpy as np
+
+
+def float_literal(value):
+    """A float32 C++ literal that reads back to exactly the same value."""
+    value = float(np.float32(value))
+    if math.isnan(value):
+        return "std::numeric_limits<float>::quiet_NaN()"
+    if math.isinf(value):
+        return ("-" if value < 0 else "") + "std::numeric_limits<float>::infinity()"
+    text = f"{value:.9g}"
+    if "e" not in text and "." not in text:
+        text += ".0"
+    return text + "f"
+
+
+def identifier(name, prefix=""):
+    """A C++ identifier derived from an ONNX name (which may hold any characters)."""
+    text = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    if not text or text[0].isdigit():
+        text = "_" + text
+    text = prefix + text
+    # Names with a double underscore or an underscore + capital are reserved in C++.
+    text = re.sub(r"__+", "_", text)
+    if text.startswith("_"):
+        text = "v" + text
+    return text
+
+
+def camel_case(name):
+    parts = [p for p in re.split(r"[^A-Za-z0-9]+", name) if p]
+    text = "".join(p[:1].upper() + p[1:] for p in parts) or "Model"
+    return "M" + text if text[0].isdigit() else text
+
+
+def indent(lines, levels=1):
+    pad = "  " * levels
+    return [pad + line if line else line for line in lines]
+
+
+def collapse_broadcast(out_shape, in_shapes):
+    """Loop dims and per-input element strides for a broadcast over `out_shape`.
+
+    Adjacent output dims merge while every input treats them alike (both present or both
+    broadcast), so a same-shape op becomes one flat loop and a per-channel op two or three.
+    Returns (dims, strides) with strides[i][d] the step of input i along loop dim d (0 = broadcast).
+    """
+    rank = len(out_shape)
+    padded = [(1,) * (rank - len(s)) + tuple(s) for s in in_shapes]
+    dims, flags = [], []
+    for d in range(rank):
+        if out_shape[d] == 1:
+            continue
+        present = tuple(p[d] != 1 for p in padded)
+        if dims and flags[-1] == present:
+            dims[-1] *= out_shape[d]
+        else:
+            dims.append(out_shape[d])
+            flags.append(present)
+    strides = []
+    for i in range(len(in_shapes)):
+        stride, col = 1, [0] * len(dims)
+        for d in reversed(range(len(dims))):
+            if flags[d][i]:
+                col[d] = stride
+                stride *= dims[d]
+        strides.append(col)
+    return dims, strides
+
+
+def broadcast_loop(out_shape, in_shapes, in_ptrs, out_ptr, expr):
+    """C++ lines computing out[...] = expr(a0, a1, ...) with numpy broadcasting.
+
+    `expr` is a format string using {0}, {1}, ... for the input element values.
+    """
+    dims, strides = collapse_broadcast(out_shape, in_shapes)
+    if not dims:  # every dimension is 1: a single element
+        values = [f"{p}[0]" for p in in_ptrs]
+        return [f"{out_ptr}[0] = {expr.format(*values)};"]
+    lines, depth = [], len(dims)
+    # Output index is the running flat index; each input keeps its own running offset.
+    for d in range(depth):
+        var = f"i{d}"
+        lines.append("  " * d + f"for (std::size_t {var} = 0; {var} < {dims[d]}; ++{var}) {{")
+    out_index = " + ".join(
+        f"i{d}" + (f" * {int(np.prod(dims[d + 1:]))}" if d + 1 < depth else "") for d in range(depth)
+    )
+    values = []
+    for i, ptr in enumerate(in_ptrs):
+        terms = [f"i{d}" + (f" * {strides[i][d]}" if strides[i][d] != 1 else "")
+                 for d in range(depth) if strides[i][d]]
+        values.append(f"{ptr}[{' + '.join(terms) if terms else '0'}]")
+    lines.append("  " * depth + f"{out_ptr}[{out_index}] = {expr.format(*values)};")
+    for d in reversed(range(depth)):
+        lines.append("  " * d + "}")
+    return lines

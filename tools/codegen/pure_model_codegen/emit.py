@@ -1,0 +1,214 @@
+"""IR + memory plan -> C++ sources: the model header, its implementation, and a descriptor.
+
+The op modules write each step's statements; the Mako templates in templates/ hold the file
+skeletons (includes, class, weights, Run()). Output is a pure function of the inputs: no
+timestamps, no absolute paths, no dict-order or hash-order dependence.
+"""
+
+import os
+
+import mako.template
+import numpy as np
+
+from pure_model_codegen import cpp, ir, memory, ops
+from pure_model_codegen.errors import CodegenError
+
+_TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
+_VALUES_PER_LINE = 8
+
+
+def _template(name):
+    with open(os.path.join(_TEMPLATES, name), encoding="utf-8") as f:
+        return mako.template.Template(f.read(), strict_undefined=True)
+
+
+class _Names:
+    """Unique C++ identifiers, handed out in a fixed order so the output is deterministic."""
+
+    def __init__(self):
+        self._used = set()
+
+    def take(self, base):
+        name, suffix = base, 2
+        while name in self._used:
+            name, suffix = f"{base}_{suffix}", suffix + 1
+        self._used.add(name)
+        return name
+
+
+def _format_values(array, dtype):
+    flat = np.asarray(array).reshape(-1)
+    if dtype == 1:
+        items = [cpp.float_literal(v) for v in flat]
+    elif dtype == 11:
+        items = [repr(float(v)) if np.isfinite(v) else cpp.float_literal(v).replace("float", "double") for v in flat]
+    elif dtype == 9:
+        items = ["true" if v else "false" for v in flat]
+    elif dtype == 7:
+        items = [f"{int(v)}LL" if int(v) != -(1 << 63) else "(-9223372036854775807LL - 1)" for v in flat]
+    elif dtype == 13:
+        items = [f"{int(v)}ULL" for v in flat]
+    elif dtype == 12:
+        items = [f"{int(v)}U" for v in flat]
+    else:
+        items = [str(int(v)) for v in flat]
+    return [", ".join(items[i:i + _VALUES_PER_LINE]) + "," for i in range(0, len(items), _VALUES_PER_LINE)]
+
+
+class EmitContext:
+    """What an op module's emit() sees: the graph, tensor pointers, and places to put helpers."""
+
+    def __init__(self, graph, names, tensor_vars):
+        self.graph = graph
+        self._names = names
+        self._tensor_vars = tensor_vars
+        self.param_structs = []  # (comment, struct name, [(type, field, value text)])
+        self.derived = []  # (comment, C++ type, name, size, value lines)
+        # Constants are embedded only once a step reads them: parameters that were folded into
+        # others at generation time (BatchNormalization's mean, Clip's bounds) never ship.
+        self.weights = []
+        self.weight_bytes = 0
+        # Tensors some step reads or writes; only their pointers are declared in Run().
+        self.used = set()
+
+    def ptr(self, tensor_name):
+        self.used.add(tensor_name)
+        if tensor_name not in self._tensor_vars:
+            tensor = self.graph.tensor(tensor_name)
+            assert tensor.is_constant, tensor_name
+            var = self._names.take("kWeight" + cpp.camel_case(cpp.identifier(tensor_name)))
+            self._tensor_vars[tensor_name] = var
+            self.weights.append(dict(
+                var=var, onnx_name=tensor_name, cpp_type=ir.cpp_type(tensor.dtype), size=max(tensor.elements, 1),
+                describe=tensor.describe(), lines=_format_values(tensor.value, tensor.dtype)))
+            self.weight_bytes += tensor.nbytes
+        return self._tensor_vars[tensor_name]
+
+    def param_struct(self, node, fields):
+        name = self._names.take(cpp.camel_case(node.name) + "Params")
+        rows = []
+        for field, value in fields:
+            if isinstance(value, tuple):
+                rows.append((value[0], field, value[1]))
+            elif isinstance(value, bool):
+                rows.append(("bool", field, "true" if value else "false"))
+            elif isinstance(value, (int, np.integer)):
+                rows.append(("int", field, str(int(value))))
+            else:
+                rows.append(("float", field, cpp.float_literal(value)))
+        self.param_structs.append((f"Shapes and attributes of node '{node.name}' ({node.op_type}).", name, rows))
+        return name
+
+    def int_table(self, node, label, values):
+        name = self._names.take(cpp.identifier(f"k_{cpp.camel_case(node.name)}_{label}"))
+        lines = _format_values(np.asarray(values, dtype=np.int64), 7)
+        self.derived.append((f"{label} of node '{node.name}' ({node.op_type}).", "std::size_t", name,
+                             len(values), [ln.replace("LL", "") for ln in lines]))
+        return name
+
+    def derived_constant(self, node, label, array):
+        name = self._names.take("k" + cpp.camel_case(node.name) + cpp.camel_case(label))
+        self.derived.append((f"{label} of node '{node.name}' ({node.op_type}), computed at generation time.",
+                             "float", name, int(np.asarray(array).size), _format_values(array, 1)))
+        return name
+
+
+def _describe_step(node, graph):
+    ins = ", ".join(f"'{n}' {graph.tensor(n).describe()}" for n in node.inputs if n)
+    outs = ", ".join(f"'{n}' {graph.tensor(n).describe()}" for n in node.outputs if n)
+    text = f"node '{node.name}' ({node.op_type}): {ins} -> {outs}"
+    if "_fused_from" in node.attrs:
+        text += f"; applies the activation of node '{node.attrs['_fused_from']}'"
+    return text
+
+
+def generate(graph, *, namespace, class_name, header_include, model_label, cpu):
+    """Returns {"header": str, "source": str, "descriptor": str} for the planned graph."""
+    plan = memory.plan(graph)
+    names = _Names()
+    # Identifiers the templates use themselves.
+    for reserved in ("arena_", "Run", class_name):
+        names.take(reserved)
+
+    def io_entry(name, kind, index):
+        tensor = graph.tensor(name)
+        base = cpp.camel_case(cpp.identifier(name))
+        return dict(
+            onnx_name=name, index=index, kind=kind, dtype=ir.dtype_name(tensor.dtype),
+            cpp_type=ir.cpp_type(tensor.dtype), shape=list(tensor.shape), elements=tensor.elements,
+            bytes=tensor.nbytes, rank=len(tensor.shape), dtype_code=tensor.dtype,
+            param=names.take(cpp.identifier(name).lower()),
+            shape_const=names.take(f"k{base}Shape"), elements_const=names.take(f"k{base}Elements"),
+        )
+
+    inputs = [io_entry(n, "input", i) for i, n in enumerate(graph.inputs)]
+    outputs = [io_entry(n, "output", i) for i, n in enumerate(graph.outputs)]
+
+    tensor_vars, activations = {}, []
+    for entry in inputs:
+        tensor_vars[entry["onnx_name"]] = entry["param"]
+    for entry in outputs:
+        tensor_vars.setdefault(entry["onnx_name"], entry["param"])
+    for node in graph.nodes:
+        for name in node.outputs:
+            if not name or name in tensor_vars:
+                continue
+            tensor = graph.tensor(name)
+            var = names.take(cpp.identifier(name).lower() + "_")
+            tensor_vars[name] = var
+            if name not in plan.alias_of:
+                activations.append(dict(var=var, cpp_type=ir.cpp_type(tensor.dtype), offset=plan.storage[name].offset,
+                                        onnx_name=name, describe=tensor.describe()))
+            else:  # a view: the same bytes as the tensor it renames
+                root = plan.alias_of[name]
+                const = "const " if plan.storage[root].kind in ("input", "constant") else ""
+                activations.append(dict(var=var, cpp_type=const + ir.cpp_type(tensor.dtype), offset=None,
+                                        source=root, onnx_name=name, describe=tensor.describe()))
+
+    ctx = EmitContext(graph, names, tensor_vars)
+    steps = []
+    for number, node in enumerate(graph.nodes, start=1):
+        op = ops.lookup(node)
+        if op.view and node.name not in plan.copies:
+            body = [f"// A view of '{node.inputs[0]}': no code."]
+        elif op.view:
+            tensor = graph.tensor(node.outputs[0])
+            body = [f"std::memcpy({ctx.ptr(node.outputs[0])}, {ctx.ptr(node.inputs[0])}, {tensor.nbytes});"]
+        else:
+            if op.emit is None:
+                raise CodegenError(
+                    "can only run at generation time (its inputs must be constants), but its inputs depend on "
+                    "the model's inputs", node=node)
+            try:
+                body = op.emit(node, ctx)
+            except CodegenError as e:
+                e.node = e.node or node
+                raise
+        steps.append(dict(number=number, comment=_describe_step(node, graph), body=body))
+    final_copies = []
+    for index, source in plan.extra_output_copies:
+        entry = outputs[index]
+        final_copies.append(dict(dst=entry["param"], src=ctx.ptr(source), bytes=entry["bytes"],
+                                 onnx_name=entry["onnx_name"]))
+
+    # A view that is used keeps the tensor it renames in use too.
+    for name in sorted(ctx.used):
+        if name in plan.alias_of:
+            ctx.used.add(plan.alias_of[name])
+    activations = [a for a in activations if a["onnx_name"] in ctx.used]
+    for a in activations:
+        if a["offset"] is None:
+            a["source"] = ctx.ptr(a["source"])
+    guard = cpp.identifier(f"{namespace}_{class_name}_H_".replace("::", "_")).upper()
+    common = dict(
+        namespace=namespace, class_name=class_name, header_include=header_include, model_label=model_label,
+        inputs=inputs, outputs=outputs, arena_bytes=plan.arena_bytes, weight_bytes=ctx.weight_bytes, cpu=cpu,
+        guard=guard, opsets=sorted(graph.opsets.items()),
+    )
+    return {
+        "header": _template("model.h.mako").render(**common),
+        "source": _template("model.cc.mako").render(
+            weights=ctx.weights, activations=activations, steps=steps, param_structs=ctx.param_structs,
+            derived=ctx.derived, final_copies=final_copies, **common),
+        "descriptor": _template("descriptor.cc.mako").render(**common),
+    }

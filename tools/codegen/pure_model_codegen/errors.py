@@ -1,0 +1,30 @@
+"""The one error type the generator raises for bad input.
+
+Every message names the model file and, where there is one, the node, its op and what is wrong,
+so that a failed build points straight at the cause. The CLI prints it as one line, without a
+Python traceback.
+"""
+
+
+class CodegenError(Exception):
+    """A problem with the model or the request, reported to the user as one line."""
+
+    def __init__(self, message, *, model_path=None, node=None):
+        super().__init__(message)
+        self.message = message
+        self.model_path = model_path
+        self.node = node
+
+    def with_model_path(self, model_path):
+        if self.model_path is None:
+            self.model_path = model_path
+        return self
+
+    def __str__(self):
+        parts = []
+        if self.model_path:
+            parts.append(str(self.model_path))
+        if self.node is not None:
+            parts.append(self.node.describe())
+        parts.append(self.message)
+        return ": ".join(parts)

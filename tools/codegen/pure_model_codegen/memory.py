@@ -1,0 +1,93 @@
+"""Static memory plan: where every tensor of the graph lives while Run() executes.
+
+Graph inputs stay in the caller's buffers, graph outputs are written straight into the caller's
+output buffers, constants are read-only data, and every other tensor gets a 64-byte aligned slot
+in one arena. Two tensors share arena bytes only when their lifetimes (first write to last read,
+in step order) do not overlap. Views (Reshape, Flatten, ...) share their source's storage and
+extend its lifetime; a view that is a graph output becomes a copy into the output buffer.
+"""
+
+import dataclasses
+from typing import Dict, List
+
+from pure_model_codegen import ops
+
+ALIGNMENT = 64
+
+
+@dataclasses.dataclass
+class Storage:
+    kind: str  # "input", "output", "constant" or "arena"
+    index: int = 0  # input/output position
+    offset: int = 0  # arena byte offset
+
+
+@dataclasses.dataclass
+class Plan:
+    storage: Dict[str, Storage]  # for every tensor the generated code touches
+    alias_of: Dict[str, str]  # view output -> the tensor whose storage it shares
+    copies: List[str]  # view nodes (by name) that must copy because their output is a graph output
+    arena_bytes: int
+    extra_output_copies: List[tuple]  # (output index, source tensor) for outputs not written by a step
+
+
+def _align(n):
+    return (n + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+
+
+def plan(graph):
+    storage = {}
+    for i, name in enumerate(graph.inputs):
+        storage[name] = Storage("input", index=i)
+    for name, tensor in graph.tensors.items():
+        if tensor.is_constant:
+            storage[name] = Storage("constant")
+    extra_copies = []
+    for i, name in enumerate(graph.outputs):
+        if name in storage:  # an input, a constant, or listed twice: copied at the end of Run()
+            extra_copies.append((i, name))
+        else:
+            storage[name] = Storage("output", index=i)
+
+    alias_of, copies = {}, []
+    for node in graph.nodes:
+        if not ops.lookup(node).view:
+            continue
+        if node.outputs[0] in storage:  # a graph output: its bytes must land in the caller's buffer
+            copies.append(node.name)
+        else:
+            source = node.inputs[0]
+            alias_of[node.outputs[0]] = alias_of.get(source, source)
+
+    # Lifetimes of arena tensors, in steps; an alias keeps its root alive.
+    first, last = {}, {}
+    for step, node in enumerate(graph.nodes):
+        for name in node.outputs:
+            root = alias_of.get(name, name)
+            if name and root not in storage:  # inputs, outputs and constants live elsewhere
+                first.setdefault(root, step)
+                last[root] = max(last.get(root, step), step)
+        for name in node.inputs:
+            if name:
+                root = alias_of.get(name, name)
+                if root in first:
+                    last[root] = step
+
+    placed = []  # (offset, size, first, last)
+    arena_bytes = 0
+    order = sorted(first, key=lambda n: (-graph.tensor(n).nbytes, first[n], n))
+    for name in order:
+        size = _align(max(graph.tensor(name).nbytes, 1))
+        busy = sorted((o, s) for o, s, f, l in placed if not (l < first[name] or last[name] < f))
+        offset = 0
+        for o, s in busy:
+            if offset + size <= o:
+                break
+            offset = max(offset, o + s)
+        placed.append((offset, size, first[name], last[name]))
+        storage[name] = Storage("arena", offset=offset)
+        arena_bytes = max(arena_bytes, offset + size)
+    for name, root in alias_of.items():
+        storage[name] = storage[root]
+    return Plan(storage, alias_of, copies, arena_bytes, extra_copies)
+

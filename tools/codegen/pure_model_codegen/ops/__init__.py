@@ -1,0 +1,98 @@
+"""The operator registry: what each supported ONNX op means for shapes, folding and C++.
+
+One module per operator family registers its ops here. An op definition has:
+  infer(node, graph) -> [(dtype, shape), ...]    shapes and types of the outputs; checks attributes.
+                                                 An entry may add a third item, the output's value,
+                                                 when shapes alone determine it (Shape, Constant).
+  evaluate(node, [np.ndarray]) -> [np.ndarray]   numpy semantics, used to fold constant subgraphs
+  emit(node, ctx) -> C++ statements               the step in the generated Run(); None = fold only
+  view                                            True when the output is the input's bytes renamed
+"""
+
+import dataclasses
+from typing import Callable, Optional
+
+from pure_model_codegen.errors import CodegenError
+
+
+@dataclasses.dataclass(frozen=True)
+class OpDef:
+    op_type: str
+    infer: Callable
+    evaluate: Optional[Callable] = None
+    emit: Optional[Callable] = None
+    view: bool = False
+
+
+_REGISTRY = {}
+
+
+def register(op_type, *, infer, evaluate=None, emit=None, view=False):
+    if op_type in _REGISTRY:
+        raise ValueError(f"op {op_type} registered twice")
+    _REGISTRY[op_type] = OpDef(op_type, infer, evaluate, emit, view)
+
+
+def lookup(node):
+    """The definition for `node`, or a CodegenError naming the node, op, domain and opset."""
+    if node.domain not in ("", "ai.onnx"):
+        raise CodegenError(f"unsupported operator: domain '{node.domain}' is not supported", node=node)
+    op = _REGISTRY.get(node.op_type)
+    if op is None:
+        raise CodegenError("unsupported operator", node=node)
+    return op
+
+
+def supported_ops():
+    return sorted(_REGISTRY)
+
+
+# Attribute helpers shared by the op modules.
+def attr_int(node, name, default=None):
+    value = node.attrs.get(name, default)
+    if value is None:
+        raise CodegenError(f"required attribute '{name}' is missing", node=node)
+    if not isinstance(value, int):
+        raise CodegenError(f"attribute '{name}' must be an int, got {value!r}", node=node)
+    return value
+
+
+def attr_ints(node, name, default=None):
+    value = node.attrs.get(name, default)
+    if value is None:
+        return None
+    return [int(v) for v in value]
+
+
+def attr_float(node, name, default):
+    return float(node.attrs.get(name, default))
+
+
+def normalize_axis(node, axis, rank, what="axis"):
+    if not -rank <= axis < max(rank, 1):
+        raise CodegenError(f"{what} {axis} is out of range for rank {rank}", node=node)
+    return axis + rank if axis < 0 else axis
+
+
+def require_dtype(node, graph, name, allowed):
+    from pure_model_codegen import ir
+
+    tensor = graph.tensor(name)
+    if tensor.dtype not in allowed:
+        names = ", ".join(ir.dtype_name(d) for d in allowed)
+        raise CodegenError(
+            f"input '{name}' is {ir.dtype_name(tensor.dtype)}; this op supports {names} here", node=node
+        )
+    return tensor
+
+
+def input_count(node, low, high=None):
+    present = len(node.inputs)
+    high = low if high is None else high
+    if not low <= present <= high:
+        expected = str(low) if low == high else f"{low} to {high}"
+        raise CodegenError(f"expects {expected} inputs, got {present}", node=node)
+
+
+# Importing the families registers their ops.
+from pure_model_codegen.ops import conv, elementwise, gemm, normalization, pool, shape_ops, softmax  # noqa: E402,F401

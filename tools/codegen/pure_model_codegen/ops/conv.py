@@ -1,0 +1,126 @@
+"""Convolution: Conv in 1-D and 2-D, float32, with groups, dilations, strides and padding."""
+
+from pure_model_codegen.errors import CodegenError
+from pure_model_codegen.ops import attr_int, attr_ints, input_count, register, require_dtype
+
+_FLOAT = (1,)
+
+
+def resolve_padding(node, spatial_in, kernel, strides, dilations, pads_attr, auto_pad, ceil_mode=0):
+    """Returns (pads_begin, pads_end, out_dims) for ONNX's conv/pool padding rules."""
+    rank = len(spatial_in)
+    if auto_pad not in ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"):
+        raise CodegenError(f"auto_pad '{auto_pad}' is not one of NOTSET, VALID, SAME_UPPER, SAME_LOWER", node=node)
+    begin, end, out = [], [], []
+    for i in range(rank):
+        effective = (kernel[i] - 1) * dilations[i] + 1
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            o = -(-spatial_in[i] // strides[i])
+            total = max(0, (o - 1) * strides[i] + effective - spatial_in[i])
+            small, large = total // 2, total - total // 2
+            b, e = (small, large) if auto_pad == "SAME_UPPER" else (large, small)
+        elif auto_pad == "VALID":
+            b = e = 0
+        else:
+            pads = pads_attr or [0] * (2 * rank)
+            if len(pads) != 2 * rank:
+                raise CodegenError(f"pads has {len(pads)} values, expected {2 * rank}", node=node)
+            if any(p < 0 for p in pads):
+                raise CodegenError(f"negative pads {pads} are not supported", node=node)
+            b, e = pads[i], pads[i + rank]
+        span = spatial_in[i] + b + e - effective
+        if span < 0:
+            raise CodegenError(
+                f"kernel (extent {effective}) is larger than the padded input ({spatial_in[i] + b + e})", node=node
+            )
+        if ceil_mode:
+            o = -(-span // strides[i]) + 1
+            # The last window must start inside the input or the left padding.
+            if (o - 1) * strides[i] >= spatial_in[i] + b:
+                o -= 1
+        else:
+            o = span // strides[i] + 1
+        begin.append(b)
+        end.append(e)
+        out.append(o)
+    return begin, end, out
+
+
+def spatial_attrs(node, spatial_rank, kernel):
+    strides = attr_ints(node, "strides") or [1] * spatial_rank
+    dilations = attr_ints(node, "dilations") or [1] * spatial_rank
+    for label, values in (("strides", strides), ("dilations", dilations)):
+        if len(values) != spatial_rank:
+            raise CodegenError(f"{label} has {len(values)} values, expected {spatial_rank}", node=node)
+        if any(v < 1 for v in values):
+            raise CodegenError(f"{label} must be positive, got {values}", node=node)
+    return strides, dilations
+
+
+def _conv_geometry(node, graph):
+    input_count(node, 2, 3)
+    x = require_dtype(node, graph, node.inputs[0], _FLOAT)
+    w = require_dtype(node, graph, node.inputs[1], _FLOAT)
+    if len(x.shape) not in (3, 4):
+        raise CodegenError(
+            f"only 1-D and 2-D convolution is supported; input '{x.name}' has rank {len(x.shape)}", node=node
+        )
+    if len(w.shape) != len(x.shape):
+        raise CodegenError(f"weight rank {len(w.shape)} does not match input rank {len(x.shape)}", node=node)
+    spatial_rank = len(x.shape) - 2
+    group = attr_int(node, "group", 1)
+    n, c = x.shape[:2]
+    m = w.shape[0]
+    if group < 1 or c % group or m % group:
+        raise CodegenError(f"group {group} does not divide input channels {c} and output channels {m}", node=node)
+    if w.shape[1] * group != c:
+        raise CodegenError(
+            f"weight shape {list(w.shape)} expects {w.shape[1] * group} input channels, input has {c}", node=node
+        )
+    kernel = list(w.shape[2:])
+    declared = attr_ints(node, "kernel_shape")
+    if declared and list(declared) != kernel:
+        raise CodegenError(f"kernel_shape {declared} disagrees with the weight's shape {kernel}", node=node)
+    strides, dilations = spatial_attrs(node, spatial_rank, kernel)
+    begin, end, out = resolve_padding(
+        node, list(x.shape[2:]), kernel, strides, dilations, attr_ints(node, "pads"), node.attrs.get("auto_pad", "NOTSET")
+    )
+    if len(node.inputs) > 2 and node.inputs[2]:
+        b = require_dtype(node, graph, node.inputs[2], _FLOAT)
+        if tuple(b.shape) != (m,):
+            raise CodegenError(f"bias shape {list(b.shape)} must be [{m}]", node=node)
+    return dict(n=n, c=c, m=m, group=group, spatial=list(x.shape[2:]), kernel=kernel, strides=strides,
+                dilations=dilations, begin=begin, end=end, out=out)
+
+
+def _infer(node, graph):
+    g = _conv_geometry(node, graph)
+    return [(1, tuple([g["n"], g["m"]] + g["out"]))]
+
+
+def _as_2d(values, fill):
+    return values if len(values) == 2 else [fill] + values
+
+
+def _emit(node, ctx):
+    g = _conv_geometry(node, ctx.graph)
+    h, w = _as_2d(g["spatial"], 1)
+    kh, kw = _as_2d(g["kernel"], 1)
+    oh, ow = _as_2d(g["out"], 1)
+    sh, sw = _as_2d(g["strides"], 1)
+    dh, dw = _as_2d(g["dilations"], 1)
+    pt, pl = _as_2d(g["begin"], 0)
+    activation = node.attrs.get("_fused_activation", ("kNone", float("-inf"), float("inf")))
+    params = ctx.param_struct(node, [
+        ("kN", g["n"]), ("kC", g["c"]), ("kH", h), ("kW", w), ("kM", g["m"]), ("kKH", kh), ("kKW", kw),
+        ("kOH", oh), ("kOW", ow), ("kStrideH", sh), ("kStrideW", sw), ("kPadTop", pt), ("kPadLeft", pl),
+        ("kDilH", dh), ("kDilW", dw), ("kGroups", g["group"]),
+        ("kActivation", ("pure_model::Activation", "pure_model::Activation::" + activation[0])),
+        ("kClipLo", float(activation[1])), ("kClipHi", float(activation[2])),
+    ])
+    bias = ctx.ptr(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else "nullptr"
+    return [f"pure_model::Conv2D<{params}>({ctx.ptr(node.inputs[0])}, {ctx.ptr(node.inputs[1])}, {bias}, "
+            f"{ctx.ptr(node.outputs[0])});"]
+
+
+register("Conv", infer=_infer, emit=_emit)

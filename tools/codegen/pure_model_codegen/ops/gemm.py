@@ -1,0 +1,111 @@
+"""Matrix products: Gemm and (batched, broadcasting) MatMul, float32."""
+
+import numpy as np
+
+from pure_model_codegen.errors import CodegenError
+from pure_model_codegen.ops import attr_float, attr_int, input_count, register, require_dtype
+
+_FLOAT = (1,)
+
+
+def _gemm_dims(node, graph):
+    input_count(node, 2, 3)
+    a = require_dtype(node, graph, node.inputs[0], _FLOAT)
+    b = require_dtype(node, graph, node.inputs[1], _FLOAT)
+    if len(a.shape) != 2 or len(b.shape) != 2:
+        raise CodegenError(f"A and B must be matrices, got shapes {list(a.shape)} and {list(b.shape)}", node=node)
+    trans_a, trans_b = attr_int(node, "transA", 0), attr_int(node, "transB", 0)
+    m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
+    k2, n = (b.shape[1], b.shape[0]) if trans_b else b.shape
+    if k != k2:
+        raise CodegenError(f"inner dimensions differ: op(A) is [{m},{k}], op(B) is [{k2},{n}]", node=node)
+    c_strides = None
+    if len(node.inputs) > 2 and node.inputs[2]:
+        c = require_dtype(node, graph, node.inputs[2], _FLOAT)
+        shape = (1,) * (2 - len(c.shape)) + tuple(c.shape)
+        if len(shape) != 2 or shape[0] not in (1, m) or shape[1] not in (1, n):
+            raise CodegenError(f"C of shape {list(c.shape)} does not broadcast to [{m},{n}]", node=node)
+        c_strides = (shape[1] if shape[0] != 1 else 0, 1 if shape[1] != 1 else 0)
+    return m, n, k, trans_a, trans_b, c_strides
+
+
+def _gemm_infer(node, graph):
+    m, n, _, _, _, _ = _gemm_dims(node, graph)
+    return [(1, (m, n))]
+
+
+def _gemm_emit(node, ctx):
+    m, n, k, trans_a, trans_b, c_strides = _gemm_dims(node, ctx.graph)
+    activation = node.attrs.get("_fused_activation", ("kNone", float("-inf"), float("inf")))
+    params = ctx.param_struct(node, [
+        ("kM", m), ("kN", n), ("kK", k), ("kTransA", bool(trans_a)), ("kTransB", bool(trans_b)),
+        ("kAlpha", attr_float(node, "alpha", 1.0)), ("kBeta", attr_float(node, "beta", 1.0)),
+        ("kCStrideM", c_strides[0] if c_strides else 0), ("kCStrideN", c_strides[1] if c_strides else 0),
+        ("kActivation", ("pure_model::Activation", "pure_model::Activation::" + activation[0])),
+        ("kClipLo", float(activation[1])), ("kClipHi", float(activation[2])),
+    ])
+    c = ctx.ptr(node.inputs[2]) if c_strides else "nullptr"
+    return [f"pure_model::Gemm<{params}>({ctx.ptr(node.inputs[0])}, {ctx.ptr(node.inputs[1])}, {c}, "
+            f"{ctx.ptr(node.outputs[0])});"]
+
+
+register("Gemm", infer=_gemm_infer, emit=_gemm_emit)
+
+
+def _matmul_shapes(node, graph):
+    input_count(node, 2)
+    a = require_dtype(node, graph, node.inputs[0], _FLOAT)
+    b = require_dtype(node, graph, node.inputs[1], _FLOAT)
+    if not a.shape or not b.shape:
+        raise CodegenError("MatMul inputs must have rank >= 1", node=node)
+    # numpy.matmul's rules: 1-D operands gain a dimension that the result then drops.
+    a_shape = (1,) + tuple(a.shape) if len(a.shape) == 1 else tuple(a.shape)
+    b_shape = tuple(b.shape) + (1,) if len(b.shape) == 1 else tuple(b.shape)
+    if a_shape[-1] != b_shape[-2]:
+        raise CodegenError(f"inner dimensions differ: {list(a.shape)} x {list(b.shape)}", node=node)
+    try:
+        batch = tuple(int(d) for d in np.broadcast_shapes(a_shape[:-2], b_shape[:-2]))
+    except ValueError:
+        raise CodegenError(f"batch dimensions of {list(a.shape)} and {list(b.shape)} do not broadcast", node=node) from None
+    out = batch + (a_shape[-2], b_shape[-1])
+    if len(a.shape) == 1:
+        out = out[:-2] + out[-1:]
+    if len(b.shape) == 1:
+        out = out[:-1]
+    return a_shape, b_shape, batch, out
+
+
+def _matmul_infer(node, graph):
+    return [(1, _matmul_shapes(node, graph)[3])]
+
+
+def _batch_offsets(shape, batch, matrix_elems):
+    """Element offset of each batch matrix of an operand broadcast to `batch`."""
+    padded = (1,) * (len(batch) - len(shape)) + tuple(shape)
+    strides, stride = [], matrix_elems
+    for d in reversed(padded):
+        strides.insert(0, stride if d != 1 else 0)
+        stride *= d
+    return [int(np.dot(idx, strides)) if strides else 0 for idx in np.ndindex(*batch)] if batch else [0]
+
+
+def _matmul_emit(node, ctx):
+    a_shape, b_shape, batch, _ = _matmul_shapes(node, ctx.graph)
+    m, k, n = a_shape[-2], a_shape[-1], b_shape[-1]
+    a, b, y = ctx.ptr(node.inputs[0]), ctx.ptr(node.inputs[1]), ctx.ptr(node.outputs[0])
+    a_off = _batch_offsets(a_shape[:-2], batch, m * k)
+    b_off = _batch_offsets(b_shape[:-2], batch, k * n)
+    count = len(a_off)
+    if count == 1:
+        return [f"pure_model::MatMul<{m}, {k}, {n}>({a}, {b}, {y});"]
+    a_table = ctx.int_table(node, "a_offsets", a_off)
+    b_table = ctx.int_table(node, "b_offsets", b_off)
+    return [
+        f"for (std::size_t batch = 0; batch < {count}; ++batch) {{",
+        f"  pure_model::MatMul<{m}, {k}, {n}>({a} + {a_table}[batch], {b} + {b_table}[batch], "
+        f"{y} + batch * {m * n});",
+        "}",
+    ]
+
+
+register("MatMul", infer=_matmul_infer, emit=_matmul_emit)

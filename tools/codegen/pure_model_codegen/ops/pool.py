@@ -1,0 +1,87 @@
+"""Pooling: MaxPool, AveragePool (1-D and 2-D), GlobalAveragePool, GlobalMaxPool; float32."""
+
+import numpy as np
+
+from pure_model_codegen.errors import CodegenError
+from pure_model_codegen.ops import attr_int, attr_ints, input_count, register, require_dtype
+from pure_model_codegen.ops.conv import resolve_padding, spatial_attrs
+
+_FLOAT = (1,)
+
+
+def _pool_geometry(node, graph):
+    input_count(node, 1)
+    if len(node.outputs) > 1 and node.outputs[1]:
+        raise CodegenError("the optional Indices output of MaxPool is not supported", node=node)
+    x = require_dtype(node, graph, node.inputs[0], _FLOAT)
+    if len(x.shape) not in (3, 4):
+        raise CodegenError(f"only 1-D and 2-D pooling is supported; input has rank {len(x.shape)}", node=node)
+    spatial_rank = len(x.shape) - 2
+    kernel = attr_ints(node, "kernel_shape")
+    if not kernel or len(kernel) != spatial_rank or any(k < 1 for k in kernel):
+        raise CodegenError(f"kernel_shape must hold {spatial_rank} positive values, got {kernel}", node=node)
+    strides, dilations = spatial_attrs(node, spatial_rank, kernel)
+    if node.op_type == "AveragePool" and any(d != 1 for d in dilations) and node.opset < 19:
+        raise CodegenError("dilations need AveragePool opset 19", node=node)
+    begin, end, out = resolve_padding(
+        node, list(x.shape[2:]), kernel, strides, dilations, attr_ints(node, "pads"),
+        node.attrs.get("auto_pad", "NOTSET"), attr_int(node, "ceil_mode", 0),
+    )
+    return x, kernel, strides, dilations, begin, end, out
+
+
+def _pool_infer(node, graph):
+    x, *_, out = _pool_geometry(node, graph)
+    return [(1, tuple(x.shape[:2]) + tuple(out))]
+
+
+def _two_d(values, fill):
+    return values if len(values) == 2 else [fill] + list(values)
+
+
+def _pool_emit(node, ctx):
+    x, kernel, strides, dilations, begin, end, out = _pool_geometry(node, ctx.graph)
+    h, w = _two_d(list(x.shape[2:]), 1)
+    kh, kw = _two_d(kernel, 1)
+    oh, ow = _two_d(out, 1)
+    pt, pl = _two_d(begin, 0)
+    pb, pr = _two_d(end, 0)
+    params = ctx.param_struct(node, [
+        ("kNC", x.shape[0] * x.shape[1]), ("kH", h), ("kW", w), ("kKH", kh), ("kKW", kw), ("kOH", oh), ("kOW", ow),
+        ("kStrideH", _two_d(strides, 1)[0]), ("kStrideW", _two_d(strides, 1)[1]),
+        ("kPadTop", pt), ("kPadLeft", pl), ("kPadBottom", pb), ("kPadRight", pr),
+        ("kDilH", _two_d(dilations, 1)[0]), ("kDilW", _two_d(dilations, 1)[1]),
+        ("kCountIncludePad", bool(attr_int(node, "count_include_pad", 0))),
+    ])
+    kernel_fn = "MaxPool2D" if node.op_type == "MaxPool" else "AveragePool2D"
+    return [f"pure_model::{kernel_fn}<{params}>({ctx.ptr(node.inputs[0])}, {ctx.ptr(node.outputs[0])});"]
+
+
+register("MaxPool", infer=_pool_infer, emit=_pool_emit)
+register("AveragePool", infer=_pool_infer, emit=_pool_emit)
+
+
+def _global_infer(node, graph):
+    input_count(node, 1)
+    x = require_dtype(node, graph, node.inputs[0], _FLOAT)
+    if len(x.shape) < 3:
+        raise CodegenError(f"input must have rank >= 3 (N, C, spatial...), got {list(x.shape)}", node=node)
+    return [(1, tuple(x.shape[:2]) + (1,) * (len(x.shape) - 2))]
+
+
+def _make_global(op_type, kernel_fn, reduce_fn):
+    def evaluate(node, values):
+        axes = tuple(range(2, values[0].ndim))
+        return [reduce_fn(values[0], axis=axes, keepdims=True).astype(values[0].dtype)]
+
+    def emit(node, ctx):
+        x = ctx.graph.tensor(node.inputs[0])
+        nc = x.shape[0] * x.shape[1]
+        spatial = int(np.prod(x.shape[2:]))
+        return [f"pure_model::{kernel_fn}<{nc}, {spatial}>({ctx.ptr(node.inputs[0])}, {ctx.ptr(node.outputs[0])});"]
+
+    register(op_type, infer=_global_infer, evaluate=evaluate, emit=emit)
+
+
+_make_global("GlobalAveragePool", "GlobalAveragePool", np.mean)
+_make_global("GlobalMaxPool", "GlobalMaxPool", np.max)

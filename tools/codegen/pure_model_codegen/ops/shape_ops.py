@@ -1,0 +1,367 @@
+"""Ops that move or rename data: views, Transpose, Concat, Gather, and shape computations.
+
+Views (Reshape, Flatten, Squeeze, Unsqueeze, Identity) cost nothing at run time: the output is
+the input's bytes under a new shape. Shape, Constant, Cast, Slice and friends usually compute
+shapes; once input shapes are bound they fold away at generation time, and the build fails
+clearly when one of them is left with data that is only known at run time.
+"""
+
+import numpy as np
+
+from pure_model_codegen import cpp, ir
+from pure_model_codegen.errors import CodegenError
+from pure_model_codegen.ops import attr_int, attr_ints, input_count, normalize_axis, register
+
+
+def constant_input(node, graph, index, what):
+    name = node.inputs[index] if len(node.inputs) > index else ""
+    if not name:
+        return None
+    tensor = graph.tensor(name)
+    if not tensor.is_constant:
+        raise CodegenError(
+            f"{what} ('{name}') must be known at generation time, but it depends on the model's inputs", node=node
+        )
+    return tensor.value
+
+
+# --- views -------------------------------------------------------------------------------------
+
+def _reshape_target(node, graph):
+    x = graph.tensor(node.inputs[0])
+    if node.opset < 5:
+        shape = attr_ints(node, "shape")
+        if shape is None:
+            raise CodegenError("required attribute 'shape' is missing", node=node)
+    else:
+        input_count(node, 2)
+        shape = [int(v) for v in np.asarray(constant_input(node, graph, 1, "shape")).reshape(-1)]
+    allow_zero = attr_int(node, "allowzero", 0)
+    out = []
+    for i, d in enumerate(shape):
+        if d == 0 and not allow_zero:
+            if i >= len(x.shape):
+                raise CodegenError(f"shape {shape} copies dimension {i}, but the input has rank {len(x.shape)}", node=node)
+            out.append(x.shape[i])
+        else:
+            out.append(d)
+    if out.count(-1) > 1 or any(d < -1 for d in out):
+        raise CodegenError(f"shape {shape} is invalid (at most one -1, no other negatives)", node=node)
+    if -1 in out:
+        known = int(np.prod([d for d in out if d != -1]))
+        if known == 0 or x.elements % known:
+            raise CodegenError(f"cannot reshape {list(x.shape)} to {shape}", node=node)
+        out[out.index(-1)] = x.elements // known
+    if int(np.prod(out)) != x.elements:
+        raise CodegenError(f"cannot reshape {list(x.shape)} ({x.elements} elements) to {out}", node=node)
+    return tuple(out)
+
+
+def _flatten_target(node, graph):
+    x = graph.tensor(node.inputs[0])
+    axis = attr_int(node, "axis", 1)
+    rank = len(x.shape)
+    if not -rank <= axis <= rank:
+        raise CodegenError(f"axis {axis} is out of range for rank {rank}", node=node)
+    axis = axis + rank if axis < 0 else axis
+    return (int(np.prod(x.shape[:axis])), int(np.prod(x.shape[axis:])))
+
+
+def _axes(node, graph):
+    if node.opset < 13:
+        return attr_ints(node, "axes")
+    value = constant_input(node, graph, 1, "axes")
+    return None if value is None else [int(v) for v in np.asarray(value).reshape(-1)]
+
+
+def _squeeze_target(node, graph):
+    x = graph.tensor(node.inputs[0])
+    axes = _axes(node, graph)
+    rank = len(x.shape)
+    if axes is None:
+        return tuple(d for d in x.shape if d != 1)
+    axes = {normalize_axis(node, a, rank) for a in axes}
+    for a in axes:
+        if x.shape[a] != 1:
+            raise CodegenError(f"cannot squeeze axis {a} of size {x.shape[a]}", node=node)
+    return tuple(d for i, d in enumerate(x.shape) if i not in axes)
+
+
+def _unsqueeze_target(node, graph):
+    x = graph.tensor(node.inputs[0])
+    axes = _axes(node, graph)
+    if not axes:
+        raise CodegenError("axes are required", node=node)
+    rank = len(x.shape) + len(axes)
+    axes = sorted(normalize_axis(node, a, rank) for a in axes)
+    if len(set(axes)) != len(axes):
+        raise CodegenError(f"axes {axes} repeat", node=node)
+    dims = iter(x.shape)
+    return tuple(1 if i in axes else next(dims) for i in range(rank))
+
+
+def _make_view(op_type, target):
+    def infer(node, graph):
+        x = graph.tensor(node.inputs[0])
+        return [(x.dtype, target(node, graph) if target else x.shape)]
+
+    def evaluate(node, values):
+        return [values[0].reshape(target(node, _ValuesGraph(node, values)) if target else values[0].shape)]
+
+    register(op_type, infer=infer, evaluate=evaluate, view=True)
+
+
+class _ValuesGraph:
+    """Lets the shape helpers, written against an ir.Graph, read folded numpy values."""
+
+    def __init__(self, node, values):
+        self._tensors = {}
+        for name, value in zip(node.inputs, values):
+            if name and value is not None:
+                arr = np.asarray(value)
+                self._tensors[name] = ir.Tensor(name, ir.dtype_of_numpy(arr.dtype), arr.shape, arr)
+
+    def tensor(self, name):
+        return self._tensors[name]
+
+
+_make_view("Reshape", _reshape_target)
+_make_view("Flatten", _flatten_target)
+_make_view("Squeeze", _squeeze_target)
+_make_view("Unsqueeze", _unsqueeze_target)
+_make_view("Identity", None)
+
+
+# --- data movement -----------------------------------------------------------------------------
+
+def _perm(node, rank):
+    perm = attr_ints(node, "perm") or list(reversed(range(rank)))
+    if sorted(perm) != list(range(rank)):
+        raise CodegenError(f"perm {perm} is not a permutation of 0..{rank - 1}", node=node)
+    return perm
+
+
+def _transpose_infer(node, graph):
+    input_count(node, 1)
+    x = graph.tensor(node.inputs[0])
+    return [(x.dtype, tuple(x.shape[p] for p in _perm(node, len(x.shape))))]
+
+
+def _transpose_emit(node, ctx):
+    x = ctx.graph.tensor(node.inputs[0])
+    perm = _perm(node, len(x.shape))
+    out_shape = [x.shape[p] for p in perm]
+    in_strides = [int(np.prod(x.shape[d + 1:])) for d in range(len(x.shape))]
+    # Walk the output in order; each output axis steps the input by the stride of its source axis.
+    dims = [(out_shape[i], in_strides[perm[i]]) for i in range(len(perm)) if out_shape[i] != 1]
+    src, dst = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
+    if not dims:
+        return [f"{dst}[0] = {src}[0];"]
+    lines = []
+    for depth, (extent, _) in enumerate(dims):
+        lines.append("  " * depth + f"for (std::size_t i{depth} = 0; i{depth} < {extent}; ++i{depth}) {{")
+    src_index = " + ".join(f"i{d} * {stride}" for d, (_, stride) in enumerate(dims))
+    out_index = " + ".join(
+        f"i{d} * {int(np.prod([e for e, _ in dims[d + 1:]]))}" for d in range(len(dims)))
+    lines.append("  " * len(dims) + f"{dst}[{out_index}] = {src}[{src_index}];")
+    for depth in reversed(range(len(dims))):
+        lines.append("  " * depth + "}")
+    return lines
+
+
+register(
+    "Transpose",
+    infer=_transpose_infer,
+    evaluate=lambda node, values: [np.ascontiguousarray(np.transpose(values[0], _perm(node, values[0].ndim)))],
+    emit=_transpose_emit,
+)
+
+
+def _concat_axis(node, graph):
+    tensors = [graph.tensor(n) for n in node.inputs if n]
+    rank = len(tensors[0].shape)
+    axis = normalize_axis(node, attr_int(node, "axis"), rank)
+    return tensors, axis
+
+
+def _concat_infer(node, graph):
+    input_count(node, 1, 1 << 20)
+    tensors, axis = _concat_axis(node, graph)
+    first = tensors[0]
+    for t in tensors[1:]:
+        if t.dtype != first.dtype:
+            raise CodegenError(f"input '{t.name}' is {ir.dtype_name(t.dtype)}, '{first.name}' is "
+                               f"{ir.dtype_name(first.dtype)}", node=node)
+        if len(t.shape) != len(first.shape) or any(
+                a != b for i, (a, b) in enumerate(zip(t.shape, first.shape)) if i != axis):
+            raise CodegenError(f"input shapes {list(first.shape)} and {list(t.shape)} differ off axis {axis}",
+                               node=node)
+    shape = list(first.shape)
+    shape[axis] = sum(t.shape[axis] for t in tensors)
+    return [(first.dtype, tuple(shape))]
+
+
+def _concat_emit(node, ctx):
+    tensors, axis = _concat_axis(node, ctx.graph)
+    out = ctx.graph.tensor(node.outputs[0])
+    outer = int(np.prod(out.shape[:axis]))
+    item = np.dtype(ir.numpy_type(out.dtype)).itemsize
+    out_row = int(np.prod(out.shape[axis:])) * item
+    dst = ctx.ptr(node.outputs[0])
+    lines = [f"for (std::size_t o = 0; o < {outer}; ++o) {{",
+             f"  unsigned char* row = reinterpret_cast<unsigned char*>({dst}) + o * {out_row};"]
+    offset = 0
+    for t in tensors:
+        row = int(np.prod(t.shape[axis:])) * item
+        if row:
+            lines.append(f"  std::memcpy(row + {offset}, reinterpret_cast<const unsigned char*>("
+                         f"{ctx.ptr(t.name)}) + o * {row}, {row});")
+        offset += row
+    lines.append("}")
+    return lines
+
+
+register(
+    "Concat",
+    infer=_concat_infer,
+    evaluate=lambda node, values: [np.concatenate(values, axis=attr_int(node, "axis"))],
+    emit=_concat_emit,
+)
+
+
+def _gather_infer(node, graph):
+    input_count(node, 2)
+    data, indices = graph.tensor(node.inputs[0]), graph.tensor(node.inputs[1])
+    if indices.dtype not in (6, 7):
+        raise CodegenError(f"indices must be int32 or int64, got {ir.dtype_name(indices.dtype)}", node=node)
+    axis = normalize_axis(node, attr_int(node, "axis", 0), len(data.shape))
+    if indices.is_constant:
+        bad = (indices.value < -data.shape[axis]) | (indices.value >= data.shape[axis])
+        if bad.any():
+            raise CodegenError(f"index {int(indices.value[bad].flat[0])} is out of range for axis {axis} "
+                               f"of size {data.shape[axis]}", node=node)
+    return [(data.dtype, tuple(data.shape[:axis]) + tuple(indices.shape) + tuple(data.shape[axis + 1:]))]
+
+
+def _gather_evaluate(node, values):
+    return [np.take(values[0], values[1].astype(np.int64), axis=attr_int(node, "axis", 0))]
+
+
+def _gather_emit(node, ctx):
+    data = ctx.graph.tensor(node.inputs[0])
+    indices = constant_input(node, ctx.graph, 1, "indices")
+    axis = normalize_axis(node, attr_int(node, "axis", 0), len(data.shape))
+    item = np.dtype(ir.numpy_type(data.dtype)).itemsize
+    outer = int(np.prod(data.shape[:axis]))
+    block = int(np.prod(data.shape[axis + 1:])) * item
+    flat = [int(i) % data.shape[axis] for i in np.asarray(indices).reshape(-1)]
+    table = ctx.int_table(node, "indices", flat)
+    src, dst = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
+    return [
+        f"for (std::size_t o = 0; o < {outer}; ++o) {{",
+        f"  for (std::size_t j = 0; j < {len(flat)}; ++j) {{",
+        f"    std::memcpy(reinterpret_cast<unsigned char*>({dst}) + (o * {len(flat)} + j) * {block},",
+        f"                reinterpret_cast<const unsigned char*>({src}) + (o * {data.shape[axis]} + {table}[j]) * {block},",
+        f"                {block});",
+        "  }",
+        "}",
+    ]
+
+
+register("Gather", infer=_gather_infer, evaluate=_gather_evaluate, emit=_gather_emit)
+
+
+# --- shape computations, folded at generation time ----------------------------------------------
+
+def _shape_infer(node, graph):
+    # Shapes are all static here, so the value is known whether or not the data is.
+    x = graph.tensor(node.inputs[0])
+    start, end = _shape_range(node, len(x.shape))
+    value = np.asarray(x.shape[start:end], dtype=np.int64)
+    return [(7, value.shape, value)]
+
+
+def _shape_range(node, rank):
+    start = attr_int(node, "start", 0)
+    end = node.attrs.get("end", rank)
+    start = min(max(start + rank if start < 0 else start, 0), rank)
+    end = min(max(end + rank if end < 0 else end, 0), rank)
+    return start, end
+
+
+register("Shape", infer=_shape_infer)
+
+
+def _constant_value(node):
+    for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
+        if key in node.attrs:
+            value = node.attrs[key]
+            if key == "value":
+                return np.asarray(value)
+            dtype = np.float32 if "float" in key else np.int64
+            return np.asarray(value, dtype=dtype)
+    raise CodegenError("Constant needs one of value, value_float(s), value_int(s)", node=node)
+
+
+def _constant_infer(node, graph):
+    value = _constant_value(node)
+    return [(ir.dtype_of_numpy(value.dtype), tuple(value.shape), value)]
+
+
+register("Constant", infer=_constant_infer)
+
+
+def _cast_infer(node, graph):
+    to = attr_int(node, "to")
+    if to not in ir.DTYPES:
+        raise CodegenError(f"cast to element type {to} is not supported", node=node)
+    return [(to, graph.tensor(node.inputs[0]).shape)]
+
+
+register("Cast", infer=_cast_infer,
+         evaluate=lambda node, values: [values[0].astype(ir.numpy_type(attr_int(node, "to")))])
+
+
+def _constant_of_shape_value(node):
+    value = node.attrs.get("value")
+    return np.zeros(1, np.float32) if value is None else np.asarray(value).reshape(-1)
+
+
+def _constant_of_shape_infer(node, graph):
+    shape = constant_input(node, graph, 0, "shape")
+    value = _constant_of_shape_value(node)
+    return [(ir.dtype_of_numpy(value.dtype), tuple(int(d) for d in np.asarray(shape).reshape(-1)))]
+
+
+register("ConstantOfShape", infer=_constant_of_shape_infer,
+         evaluate=lambda node, values: [np.full(tuple(int(d) for d in values[0].reshape(-1)),
+                                                _constant_of_shape_value(node)[0])])
+
+
+def _slice_params(node, shape, values):
+    rank = len(shape)
+    if node.opset < 10:
+        starts, ends = attr_ints(node, "starts"), attr_ints(node, "ends")
+        axes = attr_ints(node, "axes") or list(range(len(starts)))
+        steps = [1] * len(starts)
+    else:
+        starts, ends = [list(np.asarray(values[i]).reshape(-1)) for i in (1, 2)]
+        axes = list(np.asarray(values[3]).reshape(-1)) if len(values) > 3 and values[3] is not None \
+            else list(range(len(starts)))
+        steps = list(np.asarray(values[4]).reshape(-1)) if len(values) > 4 and values[4] is not None \
+            else [1] * len(starts)
+    slices = [slice(None)] * rank
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        slices[normalize_axis(node, int(a), rank)] = slice(int(s), int(e), int(st))
+    return tuple(slices)
+
+
+def _slice_infer(node, graph):
+    x = graph.tensor(node.inputs[0])
+    values = [None] + [constant_input(node, graph, i, "slice parameter") for i in range(1, len(node.inputs))]
+    probe = np.empty(x.shape, dtype=np.uint8)
+    return [(x.dtype, probe[_slice_params(node, x.shape, values)].shape)]
+
+
+register("Slice", infer=_slice_infer,
+         evaluate=lambda node, values: [np.ascontiguousarray(values[0][_slice_params(node, values[0].shape, values)])])

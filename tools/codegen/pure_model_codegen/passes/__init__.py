@@ -1,0 +1,20 @@
+"""The pipeline of passes from imported graph to a graph ready for emission.
+
+Each pass is one module with one `run(graph)` function that returns the (possibly rewritten)
+graph, so that each can be tested alone.
+"""
+
+from pure_model_codegen.passes import check_ops, eliminate_dead, fuse_activations, propagate
+
+PIPELINE = (
+    check_ops,  # every op is one we implement, before any work is done
+    propagate,  # shapes and dtypes of every tensor; constant subgraphs folded
+    eliminate_dead,  # nodes whose results nobody reads
+    fuse_activations,  # Relu/Clip/Sigmoid into the Conv or Gemm that produces their input
+)
+
+
+def run_all(graph):
+    for step in PIPELINE:
+        graph = step.run(graph)
+    return graph

@@ -1,0 +1,170 @@
+"""Each supported op, generated, compiled and run, against onnx's reference evaluator."""
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from helpers import assert_close, compile_and_run, make_model, save
+
+RNG = np.random.default_rng(7)
+
+
+def rand(*shape):
+    return RNG.uniform(-1, 1, shape).astype(np.float32)
+
+
+def run_case(tmp_path, nodes, feeds, outputs, inits=(), opset=17, reference=None):
+    """`reference(feeds)` -> {output: array} replaces onnx's reference evaluator where that is wrong."""
+    model = make_model(nodes, [(k, list(v.shape)) for k, v in feeds.items()], outputs, inits, opset)
+    got, expected, _ = compile_and_run(save(model, tmp_path), feeds, workdir=str(tmp_path))
+    assert_close(got, reference(feeds) if reference else expected)
+
+
+@pytest.mark.parametrize("op,attrs", [
+    ("Relu", {}), ("Sigmoid", {}), ("Tanh", {}), ("Exp", {}), ("Neg", {}), ("Abs", {}), ("Floor", {}),
+    ("Ceil", {}), ("Erf", {}), ("Sin", {}), ("Cos", {}), ("Softplus", {}), ("LeakyRelu", {"alpha": 0.2}),
+    ("Elu", {"alpha": 0.7}), ("HardSigmoid", {"alpha": 0.3, "beta": 0.4}), ("HardSwish", {}),
+])
+def test_unary(tmp_path, op, attrs):
+    run_case(tmp_path, [helper.make_node(op, ["x"], ["y"], name="n", **attrs)], {"x": rand(2, 3, 4)}, [("y", None)])
+
+
+def test_sqrt_log_reciprocal(tmp_path):
+    x = (np.abs(rand(3, 5)) + 0.1).astype(np.float32)
+    nodes = [helper.make_node("Sqrt", ["x"], ["a"]), helper.make_node("Log", ["a"], ["b"]),
+             helper.make_node("Reciprocal", ["x"], ["c"]), helper.make_node("Add", ["b", "c"], ["y"])]
+    run_case(tmp_path, nodes, {"x": x}, [("y", None)])
+
+
+@pytest.mark.parametrize("op", ["Add", "Sub", "Mul", "Div", "Max", "Min", "Pow"])
+@pytest.mark.parametrize("shapes", [((2, 3, 4), (2, 3, 4)), ((2, 3, 4), (4,)), ((2, 1, 4), (3, 1)),
+                                    ((1,), (2, 3)), ((2, 3, 1, 5), (1, 3, 4, 1))])
+def test_binary_broadcast(tmp_path, op, shapes):
+    a, b = rand(*shapes[0]), rand(*shapes[1])
+    if op == "Pow":
+        a = np.abs(a) + 0.1
+    if op == "Div":
+        b = np.where(np.abs(b) < 0.1, 0.5, b).astype(np.float32)
+    run_case(tmp_path, [helper.make_node(op, ["a", "b"], ["y"])], {"a": a, "b": b}, [("y", None)])
+
+
+def test_variadic_sum_max(tmp_path):
+    feeds = {"a": rand(2, 3), "b": rand(3), "c": rand(2, 1)}
+    nodes = [helper.make_node("Sum", ["a", "b", "c"], ["s"]), helper.make_node("Max", ["a", "b", "c"], ["m"])]
+    run_case(tmp_path, nodes, feeds, [("s", None), ("m", None)])
+
+
+@pytest.mark.parametrize("attrs,wshape,xshape", [
+    ({}, (4, 3, 3, 3), (1, 3, 8, 8)),
+    ({"pads": [1, 1, 1, 1], "strides": [2, 2]}, (4, 3, 3, 3), (2, 3, 9, 7)),
+    ({"pads": [0, 1, 2, 0], "dilations": [2, 1]}, (6, 2, 3, 2), (1, 2, 10, 6)),
+    ({"group": 4, "pads": [1, 1, 1, 1]}, (4, 1, 3, 3), (1, 4, 6, 6)),
+    ({"auto_pad": "SAME_UPPER", "strides": [2, 2]}, (5, 3, 4, 4), (1, 3, 9, 9)),
+    ({"auto_pad": "SAME_LOWER"}, (2, 3, 2, 2), (1, 3, 5, 5)),
+    ({"pads": [1, 2], "strides": [2]}, (4, 3, 3), (1, 3, 11)),
+])
+def test_conv(tmp_path, attrs, wshape, xshape):
+    group = attrs.get("group", 1)
+    inits = {"w": rand(*wshape), "b": rand(wshape[0])}
+    del group
+    run_case(tmp_path, [helper.make_node("Conv", ["x", "w", "b"], ["y"], **attrs)], {"x": rand(*xshape)},
+             [("y", None)], inits)
+
+
+@pytest.mark.parametrize("activation", ["Relu", "Sigmoid", "Clip"])
+def test_conv_fused_activation(tmp_path, activation):
+    inits = {"w": rand(4, 3, 3, 3), "lo": np.array(-0.2, np.float32), "hi": np.array(0.3, np.float32)}
+    act_inputs = ["c", "lo", "hi"] if activation == "Clip" else ["c"]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node(activation, act_inputs, ["y"])]
+    run_case(tmp_path, nodes, {"x": rand(1, 3, 6, 6)}, [("y", None)], inits)
+
+
+@pytest.mark.parametrize("ta,tb,cshape", [(0, 0, (5,)), (1, 0, (3, 5)), (0, 1, (3, 1)), (1, 1, ()), (0, 0, None)])
+def test_gemm(tmp_path, ta, tb, cshape):
+    a = rand(4, 3) if ta else rand(3, 4)
+    inits = {"b": rand(5, 4) if tb else rand(4, 5)}
+    inputs = ["a", "b"]
+    if cshape is not None:
+        inits["c"] = rand(*cshape) if cshape else np.array(0.5, np.float32)
+        inputs.append("c")
+    run_case(tmp_path, [helper.make_node("Gemm", inputs, ["y"], transA=ta, transB=tb, alpha=0.7, beta=1.3)],
+             {"a": a}, [("y", None)], inits)
+
+
+@pytest.mark.parametrize("ashape,bshape", [((3, 4), (4, 5)), ((2, 3, 4), (4, 5)), ((2, 1, 3, 4), (3, 4, 2)),
+                                           ((4,), (4, 3)), ((2, 3, 4), (4,))])
+def test_matmul(tmp_path, ashape, bshape):
+    run_case(tmp_path, [helper.make_node("MatMul", ["a", "b"], ["y"])], {"a": rand(*ashape), "b": rand(*bshape)},
+             [("y", None)])
+
+
+@pytest.mark.parametrize("op,attrs", [
+    ("MaxPool", {"kernel_shape": [2, 2], "strides": [2, 2]}),
+    ("MaxPool", {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "strides": [2, 2]}),
+    ("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}),
+    ("MaxPool", {"kernel_shape": [2, 2], "dilations": [2, 2]}),
+    ("AveragePool", {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
+    ("AveragePool", {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1}),
+    ("AveragePool", {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1}),
+    ("MaxPool", {"kernel_shape": [3], "strides": [2]}),
+])
+def test_pool(tmp_path, op, attrs):
+    x = rand(1, 3, 7, 7) if len(attrs["kernel_shape"]) == 2 else rand(2, 3, 9)
+    run_case(tmp_path, [helper.make_node(op, ["x"], ["y"], **attrs)], {"x": x}, [("y", None)])
+
+
+@pytest.mark.parametrize("op", ["GlobalAveragePool", "GlobalMaxPool"])
+def test_global_pool(tmp_path, op):
+    run_case(tmp_path, [helper.make_node(op, ["x"], ["y"])], {"x": rand(2, 3, 5, 4)}, [("y", None)])
+
+
+def test_batchnorm(tmp_path):
+    inits = {"s": rand(3), "b": rand(3), "m": rand(3), "v": np.abs(rand(3)) + 0.5}
+    run_case(tmp_path, [helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], epsilon=1e-3)],
+             {"x": rand(2, 3, 4, 5)}, [("y", None)], inits)
+
+
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+@pytest.mark.parametrize("axis,opset", [(-1, 17), (1, 17), (0, 17), (1, 11), (2, 11)])
+def test_softmax(tmp_path, op, axis, opset):
+    reference = None
+    if opset < 13:
+        # onnx's reference evaluator applies the opset-13 per-axis rule to every opset; before 13
+        # the spec (and ONNX Runtime) flatten to 2-D at `axis` and normalise each row.
+        def reference(feeds):
+            x = feeds["x"].astype(np.float64)
+            rows = x.reshape(int(np.prod(x.shape[:axis])), -1)
+            e = np.exp(rows - rows.max(axis=1, keepdims=True))
+            y = e / e.sum(axis=1, keepdims=True)
+            return {"y": (np.log(y) if op == "LogSoftmax" else y).reshape(x.shape)}
+    run_case(tmp_path, [helper.make_node(op, ["x"], ["y"], axis=axis)], {"x": rand(2, 3, 4)}, [("y", None)],
+             opset=opset, reference=reference)
+
+
+def test_transpose_concat_views(tmp_path):
+    inits = {"shape": np.array([0, -1], np.int64), "axes": np.array([0], np.int64)}
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]),
+        helper.make_node("Concat", ["t", "t"], ["c"], axis=2),
+        helper.make_node("Reshape", ["c", "shape"], ["r"]),
+        helper.make_node("Flatten", ["x"], ["f"], axis=2),
+        helper.make_node("Unsqueeze", ["r", "axes"], ["u"]),
+        helper.make_node("Squeeze", ["u", "axes"], ["s"]),
+        helper.make_node("Identity", ["s"], ["y"]),
+        helper.make_node("Relu", ["f"], ["z"]),
+    ]
+    run_case(tmp_path, nodes, {"x": rand(2, 3, 4, 5)}, [("y", None), ("z", None)], inits)
+
+
+def test_folded_shape_chain_and_gather(tmp_path):
+    inits = {"zero": np.array([0], np.int64), "minus_one": np.array([-1], np.int64),
+             "idx": np.array([2, 0], np.int64)}
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Gather", ["shape", "zero"], ["n"], axis=0),
+        helper.make_node("Concat", ["n", "minus_one"], ["target"], axis=0),
+        helper.make_node("Reshape", ["x", "target"], ["flat"]),
+        helper.make_node("Gather", ["flat", "idx"], ["picked"], axis=1),
+        helper.make_node("Sigmoid", ["picked"], ["y"]),
+    ]
+    run_case(tmp_path, nodes, {"x": rand(2, 3, 2)}, [("y", None)], inits)

@@ -1,0 +1,260 @@
+// <model>_benchmark: times the model on deterministic pseudo-random inputs. A human summary goes
+// to stderr; stdout gets exactly one JSON line, for scripts.
+#include <algorithm>
+#include <chrono>
+#include <cinttypes>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "tools/harness/harness_util.h"
+#include "tools/harness/model_descriptor.h"
+#include "tools/harness/npy.h"
+
+namespace pure_model_harness {
+namespace {
+
+// Keeps the results observable, so that no optimizer (LTO included) can decide the runs are
+// dead code.
+volatile std::uint64_t g_sink;
+
+std::string Usage(const std::string& program, const ModelDescriptor& model) {
+  return "Usage: " + program +
+         " [--runs=N] [--warmup=M] [--seed=S]\n"
+         "\n"
+         "Times N runs of one model instance (default 50) after M untimed warmup runs (default\n"
+         "5), on pseudo-random inputs determined by S (default 0). Prints a summary to stderr\n"
+         "and one JSON line to stdout.\n"
+         "\n" +
+         DescribeModel(model);
+}
+
+// SplitMix64: tiny, fast, and the same sequence on every platform, which the <random>
+// distributions do not promise.
+class Random {
+ public:
+  explicit Random(std::uint64_t seed) : state_(seed) {}
+  std::uint64_t Next() {
+    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+  }
+
+ private:
+  std::uint64_t state_;
+};
+
+template <typename T>
+void Store(unsigned char* data, std::size_t index, T value) {
+  std::memcpy(data + index * sizeof(T), &value, sizeof(T));
+}
+
+// Floats are uniform in [-1, 1) on a grid every value of which the type represents exactly.
+// Integers are in [0, 4), small and non-negative so that they are valid indices for any
+// gather-like op on a non-trivial axis; bools are 0 or 1.
+void FillRandom(const TensorInfo& info, std::uint64_t seed, unsigned char* data) {
+  Random random(seed);
+  for (std::size_t i = 0; i < info.elements; ++i) {
+    const std::uint64_t bits = random.Next();
+    const std::uint64_t small = bits >> 62;
+    switch (info.dtype) {
+      case DType::kFloat32:
+        Store(data, i, static_cast<float>(bits >> 40) * 0x1p-23f - 1.0f);
+        break;
+      case DType::kFloat64:
+        Store(data, i, static_cast<double>(bits >> 11) * 0x1p-52 - 1.0);
+        break;
+      case DType::kFloat16:
+        // 11 bits, so that rounding to half precision cannot carry a value up to 1.
+        Store(data, i, FloatToHalf(static_cast<float>(bits >> 53) * 0x1p-10f - 1.0f));
+        break;
+      case DType::kBool:
+        Store(data, i, static_cast<std::uint8_t>(bits >> 63));
+        break;
+      case DType::kInt8:
+        Store(data, i, static_cast<std::int8_t>(small));
+        break;
+      case DType::kUint8:
+        Store(data, i, static_cast<std::uint8_t>(small));
+        break;
+      case DType::kInt16:
+        Store(data, i, static_cast<std::int16_t>(small));
+        break;
+      case DType::kUint16:
+        Store(data, i, static_cast<std::uint16_t>(small));
+        break;
+      case DType::kInt32:
+        Store(data, i, static_cast<std::int32_t>(small));
+        break;
+      case DType::kUint32:
+        Store(data, i, static_cast<std::uint32_t>(small));
+        break;
+      case DType::kInt64:
+        Store(data, i, static_cast<std::int64_t>(small));
+        break;
+      case DType::kUint64:
+        Store(data, i, static_cast<std::uint64_t>(small));
+        break;
+    }
+  }
+}
+
+// FNV-1a over every output byte.
+std::uint64_t Checksum(const ModelDescriptor& model, const std::vector<void*>& outputs) {
+  std::uint64_t hash = 0xcbf29ce484222325u;
+  for (int i = 0; i < model.num_outputs; ++i) {
+    const auto* bytes = static_cast<const unsigned char*>(outputs[i]);
+    for (std::size_t j = 0; j < model.outputs[i].bytes; ++j) {
+      hash = (hash ^ bytes[j]) * 0x100000001b3u;
+    }
+  }
+  return hash;
+}
+
+struct Summary {
+  double min_ms, max_ms, mean_ms, median_ms, p90_ms;
+};
+
+Summary Summarize(std::vector<double> times_ms) {
+  std::sort(times_ms.begin(), times_ms.end());
+  const std::size_t n = times_ms.size();
+  Summary summary;
+  summary.min_ms = times_ms.front();
+  summary.max_ms = times_ms.back();
+  double total = 0;
+  for (double t : times_ms) total += t;
+  summary.mean_ms = total / static_cast<double>(n);
+  summary.median_ms = n % 2 == 1 ? times_ms[n / 2] : (times_ms[n / 2 - 1] + times_ms[n / 2]) / 2;
+  // Nearest-rank percentile: the smallest time that at least 90% of runs do not exceed.
+  const auto rank = static_cast<std::size_t>(std::ceil(0.9 * static_cast<double>(n)));
+  summary.p90_ms = times_ms[std::max<std::size_t>(rank, 1) - 1];
+  return summary;
+}
+
+// The process's peak resident set size, in kB, or -1 if unknown. Read from VmHWM rather than
+// getrusage(): ru_maxrss is inherited across execve, so under `bazel run` it would report the
+// Bazel client's peak whenever that exceeds ours.
+long long PeakRssKb() {
+  std::FILE* file = std::fopen("/proc/self/status", "r");
+  if (file == nullptr) return -1;
+  long long kb = -1;
+  char line[256];
+  while (std::fgets(line, sizeof(line), file) != nullptr) {
+    if (std::sscanf(line, "VmHWM: %lld kB", &kb) == 1) break;
+  }
+  std::fclose(file);
+  return kb;
+}
+
+std::string JsonString(const std::string& text) {
+  std::string json = "\"";
+  for (const char c : text) {
+    if (c == '"' || c == '\\') {
+      json += '\\';
+      json += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof(escaped), "\\u%04x", static_cast<unsigned>(c));
+      json += escaped;
+    } else {
+      json += c;
+    }
+  }
+  return json + "\"";
+}
+
+int BenchmarkMain(int argc, char** argv) {
+  const std::string program = ProgramName(argv[0]);
+  const ModelDescriptor& model = Model();
+  std::string error;
+  if (!ValidateModel(model, &error)) return Fail(program, error);
+
+  std::int64_t runs = 50, warmup = 5, seed = 0;
+  bool help = false;
+  FlagParser flags;
+  flags.AddInt("runs", 1, &runs);
+  flags.AddInt("warmup", 0, &warmup);
+  flags.AddInt("seed", 0, &seed);
+  flags.AddSwitch("help", &help);
+  if (!flags.Parse(argc, argv, &error)) return Fail(program, error);
+  if (help) {
+    std::fputs(Usage(program, model).c_str(), stdout);
+    return 0;
+  }
+
+  std::vector<std::vector<unsigned char>> input_data(model.num_inputs);
+  std::vector<const void*> inputs(model.num_inputs);
+  for (int i = 0; i < model.num_inputs; ++i) {
+    input_data[i].resize(model.inputs[i].bytes);
+    // Each input gets its own stream, so that adding an input leaves the others' data as it was.
+    const std::uint64_t stream = static_cast<std::uint64_t>(seed) ^
+                                 (0xd1b54a32d192ed03u * static_cast<std::uint64_t>(i + 1));
+    FillRandom(model.inputs[i], stream, input_data[i].data());
+    inputs[i] = input_data[i].data();
+  }
+  std::vector<std::vector<unsigned char>> output_data(model.num_outputs);
+  std::vector<void*> outputs(model.num_outputs);
+  for (int i = 0; i < model.num_outputs; ++i) {
+    output_data[i].resize(model.outputs[i].bytes);
+    outputs[i] = output_data[i].data();
+  }
+
+  ModelInstance instance(model);
+  if (!instance.ok()) return Fail(program, "could not create a model instance");
+  for (std::int64_t i = 0; i < warmup; ++i) instance.Run(inputs.data(), outputs.data());
+  // Every run sees the same inputs, so every run should produce the same outputs.
+  bool have_reference = warmup > 0;
+  std::uint64_t reference = have_reference ? Checksum(model, outputs) : 0;
+
+  std::vector<double> times_ms;
+  times_ms.reserve(static_cast<std::size_t>(runs));
+  bool deterministic = true;
+  for (std::int64_t i = 0; i < runs; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    instance.Run(inputs.data(), outputs.data());
+    const auto end = std::chrono::steady_clock::now();
+    times_ms.push_back(std::chrono::duration<double, std::milli>(end - start).count());
+    // Outside the timed region: consume every run's outputs, and notice if they change.
+    const std::uint64_t run_checksum = Checksum(model, outputs);
+    g_sink = run_checksum;
+    if (!have_reference) {
+      reference = run_checksum;
+      have_reference = true;
+    } else if (run_checksum != reference) {
+      deterministic = false;
+    }
+  }
+  const std::uint64_t final_checksum = g_sink;
+  const Summary s = Summarize(times_ms);
+  const long long peak_rss_kb = PeakRssKb();
+
+  std::fprintf(stderr,
+               "%s: %lld runs after %lld warmup: median %.4g ms, min %.4g, mean %.4g, p90 %.4g, "
+               "max %.4g; peak RSS %lld kB; arena %zu bytes, weights %zu bytes\n",
+               model.model_name, static_cast<long long>(runs), static_cast<long long>(warmup),
+               s.median_ms, s.min_ms, s.mean_ms, s.p90_ms, s.max_ms, peak_rss_kb,
+               model.arena_bytes, model.weight_bytes);
+  if (!deterministic) {
+    std::fprintf(stderr, "%s: warning: outputs differed between runs on the same inputs\n",
+                 program.c_str());
+  }
+  std::printf(
+      "{\"model\": %s, \"runs\": %lld, \"warmup\": %lld, \"seed\": %lld, "
+      "\"median_ms\": %.6g, \"min_ms\": %.6g, \"mean_ms\": %.6g, \"p90_ms\": %.6g, "
+      "\"max_ms\": %.6g, \"peak_rss_kb\": %lld, \"arena_bytes\": %zu, \"weight_bytes\": %zu, "
+      "\"output_checksum\": \"%016" PRIx64 "\", \"deterministic\": %s}\n",
+      JsonString(model.model_name).c_str(), static_cast<long long>(runs),
+      static_cast<long long>(warmup), static_cast<long long>(seed), s.median_ms, s.min_ms,
+      s.mean_ms, s.p90_ms, s.max_ms, peak_rss_kb, model.arena_bytes, model.weight_bytes,
+      final_checksum, deterministic ? "true" : "false");
+  return 0;
+}
+
+}  // namespace
+}  // namespace pure_model_harness
+
+int main(int argc, char** argv) { return pure_model_harness::BenchmarkMain(argc, argv); }

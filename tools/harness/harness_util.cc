@@ -1,0 +1,376 @@
+#include "tools/harness/harness_util.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+namespace pure_model_harness {
+namespace {
+
+bool ParseInt64(const std::string& text, std::int64_t* value) {
+  if (text.empty()) return false;
+  char* end = nullptr;
+  errno = 0;
+  const long long parsed = std::strtoll(text.c_str(), &end, 10);
+  if (errno != 0 || *end != '\0') return false;
+  *value = parsed;
+  return true;
+}
+
+bool ParseDouble(const std::string& text, double* value) {
+  if (text.empty()) return false;
+  char* end = nullptr;
+  errno = 0;
+  const double parsed = std::strtod(text.c_str(), &end);
+  if (errno != 0 || *end != '\0' || !std::isfinite(parsed)) return false;
+  *value = parsed;
+  return true;
+}
+
+std::string FormatDims(const std::int64_t* dims, int rank) {
+  std::string text = "[";
+  for (int i = 0; i < rank; ++i) {
+    if (i > 0) text += ",";
+    text += std::to_string(dims[i]);
+  }
+  return text + "]";
+}
+
+bool ValidateTensor(const TensorInfo& info, const std::string& what, std::string* error) {
+  if (info.name == nullptr) {
+    *error = what + " has no name";
+    return false;
+  }
+  const std::string named = what + " '" + info.name + "'";
+  const std::size_t element_size = DTypeSize(info.dtype);
+  if (element_size == 0) {
+    *error = named + " has unknown dtype " + std::to_string(static_cast<int>(info.dtype));
+    return false;
+  }
+  if (info.rank < 0 || (info.rank > 0 && info.dims == nullptr)) {
+    *error = named + " has an invalid rank or no dims";
+    return false;
+  }
+  std::size_t elements = 1;
+  for (int i = 0; i < info.rank; ++i) {
+    if (info.dims[i] < 0) {
+      *error = named + " has a negative dimension: " + FormatDims(info.dims, info.rank);
+      return false;
+    }
+    elements *= static_cast<std::size_t>(info.dims[i]);
+  }
+  if (elements != info.elements || elements * element_size != info.bytes) {
+    *error = named + " is " + FormatType(info) + " but claims " + std::to_string(info.elements) +
+             " elements and " + std::to_string(info.bytes) + " bytes";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+// ---- Command line --------------------------------------------------------------------------
+
+std::string ProgramName(const char* argv0) {
+  if (argv0 == nullptr || *argv0 == '\0') return "harness";
+  const char* slash = std::strrchr(argv0, '/');
+  return slash != nullptr ? slash + 1 : argv0;
+}
+
+int Fail(const std::string& program, const std::string& message) {
+  std::fprintf(stderr, "%s: %s\n", program.c_str(), message.c_str());
+  return 1;
+}
+
+void FlagParser::AddString(const std::string& name, std::string* value) {
+  flags_.push_back({name, true, [value](const std::string& text, std::string*) {
+                      *value = text;
+                      return true;
+                    }});
+}
+
+void FlagParser::AddRepeated(const std::string& name, std::vector<std::string>* values) {
+  flags_.push_back({name, true, [values](const std::string& text, std::string*) {
+                      values->push_back(text);
+                      return true;
+                    }});
+}
+
+void FlagParser::AddInt(const std::string& name, std::int64_t min_value, std::int64_t* value) {
+  flags_.push_back({name, true, [=](const std::string& text, std::string* error) {
+                      std::int64_t parsed = 0;
+                      if (!ParseInt64(text, &parsed) || parsed < min_value) {
+                        *error = "--" + name + " wants an integer >= " +
+                                 std::to_string(min_value) + ", got '" + text + "'";
+                        return false;
+                      }
+                      *value = parsed;
+                      return true;
+                    }});
+}
+
+void FlagParser::AddDouble(const std::string& name, double min_value, double* value) {
+  flags_.push_back({name, true, [=](const std::string& text, std::string* error) {
+                      double parsed = 0;
+                      if (!ParseDouble(text, &parsed) || parsed < min_value) {
+                        char bound[32];
+                        std::snprintf(bound, sizeof(bound), "%g", min_value);
+                        *error = "--" + name + " wants a finite number >= " + bound +
+                                 ", got '" + text + "'";
+                        return false;
+                      }
+                      *value = parsed;
+                      return true;
+                    }});
+}
+
+void FlagParser::AddSwitch(const std::string& name, bool* value) {
+  flags_.push_back({name, false, [value](const std::string&, std::string*) {
+                      *value = true;
+                      return true;
+                    }});
+}
+
+const FlagParser::Flag* FlagParser::Find(const std::string& name) const {
+  for (const Flag& flag : flags_) {
+    if (flag.name == name) return &flag;
+  }
+  return nullptr;
+}
+
+bool FlagParser::Parse(int argc, char** argv, std::string* error) const {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    std::string name, value;
+    bool has_value = false;
+    if (arg == "-h" && Find("help") != nullptr) {
+      name = "help";
+    } else if (arg.size() > 2 && arg.compare(0, 2, "--") == 0) {
+      const std::size_t equals = arg.find('=');
+      name = arg.substr(2, equals == std::string::npos ? std::string::npos : equals - 2);
+      if (equals != std::string::npos) {
+        value = arg.substr(equals + 1);
+        has_value = true;
+      }
+    } else {
+      *error = "unexpected argument '" + arg + "' (flags look like --name=value; see --help)";
+      return false;
+    }
+
+    const Flag* flag = Find(name);
+    if (flag == nullptr) {
+      *error = "unknown flag --" + name + " (see --help)";
+      return false;
+    }
+    if (!flag->takes_value && has_value) {
+      *error = "--" + name + " takes no value";
+      return false;
+    }
+    if (flag->takes_value && !has_value) {
+      if (i + 1 >= argc) {
+        *error = "--" + name + " needs a value";
+        return false;
+      }
+      value = argv[++i];
+    }
+    if (!flag->set(value, error)) return false;
+  }
+  return true;
+}
+
+// ---- Paths ---------------------------------------------------------------------------------
+
+std::string ResolvePath(const std::string& base, const std::string& path) {
+  if (base.empty() || path.empty() || path[0] == '/') return path;
+  return (std::filesystem::path(base) / path).string();
+}
+
+std::string UserWorkingDirectory() {
+  const char* dir = std::getenv("BUILD_WORKING_DIRECTORY");
+  return dir != nullptr ? dir : "";
+}
+
+bool MakeDirectories(const std::string& path, std::string* error) {
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec) && !std::filesystem::is_directory(path, ec)) {
+    *error = "cannot create directory " + path + ": a file of that name is in the way";
+    return false;
+  }
+  std::filesystem::create_directories(path, ec);
+  if (ec) {
+    *error = "cannot create directory " + path + ": " + ec.message();
+    return false;
+  }
+  return true;
+}
+
+std::string TensorFileName(const char* tensor_name) {
+  std::string name = tensor_name;
+  for (char& c : name) {
+    const bool keep = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                      c == '_' || c == '.' || c == '-';
+    if (!keep) c = '_';
+  }
+  return name + ".npy";
+}
+
+bool CheckDistinctFileNames(const TensorInfo* tensors, int count, const char* role,
+                            std::string* error) {
+  std::map<std::string, const char*> seen;
+  for (int i = 0; i < count; ++i) {
+    const std::string file = TensorFileName(tensors[i].name);
+    const auto inserted = seen.emplace(file, tensors[i].name);
+    if (!inserted.second) {
+      *error = std::string(role) + "s '" + inserted.first->second + "' and '" + tensors[i].name +
+               "' would both be stored as " + file;
+      return false;
+    }
+  }
+  return true;
+}
+
+// ---- Tensors -------------------------------------------------------------------------------
+
+std::string FormatType(DType dtype, const std::int64_t* dims, int rank) {
+  return DTypeName(dtype) + FormatDims(dims, rank);
+}
+
+std::string FormatType(const TensorInfo& info) {
+  return FormatType(info.dtype, info.dims, info.rank);
+}
+
+std::string DescribeModel(const ModelDescriptor& model) {
+  std::string text = "Model " + std::string(model.model_name) + " has inputs:\n";
+  for (int i = 0; i < model.num_inputs; ++i) {
+    text += "  '" + std::string(model.inputs[i].name) + "': " + FormatType(model.inputs[i]) + "\n";
+  }
+  if (model.num_inputs == 0) text += "  (none)\n";
+  text += "and outputs:\n";
+  for (int i = 0; i < model.num_outputs; ++i) {
+    text +=
+        "  '" + std::string(model.outputs[i].name) + "': " + FormatType(model.outputs[i]) + "\n";
+  }
+  if (model.num_outputs == 0) text += "  (none)\n";
+  return text;
+}
+
+bool ValidateModel(const ModelDescriptor& model, std::string* error) {
+  std::string problem;
+  if (model.model_name == nullptr) {
+    problem = "no model_name";
+  } else if (model.num_inputs < 0 || model.num_outputs < 0 ||
+             (model.num_inputs > 0 && model.inputs == nullptr) ||
+             (model.num_outputs > 0 && model.outputs == nullptr)) {
+    problem = "bad input or output table";
+  } else if (model.create == nullptr || model.destroy == nullptr || model.run == nullptr) {
+    problem = "missing create, destroy or run";
+  } else {
+    for (int i = 0; i < model.num_inputs && problem.empty(); ++i) {
+      ValidateTensor(model.inputs[i], "input " + std::to_string(i), &problem);
+    }
+    for (int i = 0; i < model.num_outputs && problem.empty(); ++i) {
+      ValidateTensor(model.outputs[i], "output " + std::to_string(i), &problem);
+    }
+  }
+  if (problem.empty()) return true;
+  *error = "the model descriptor is inconsistent (a bug in the generator): " + problem;
+  return false;
+}
+
+bool LoadTensor(const std::string& what, const TensorInfo& info, const std::string& path,
+                const std::string& shown_path, NpyArray* out, std::string* error) {
+  if (!ReadNpy(path, out, error)) {
+    *error = what + ": " + *error;
+    return false;
+  }
+  const bool same_shape = out->shape.size() == static_cast<std::size_t>(info.rank) &&
+                          std::equal(out->shape.begin(), out->shape.end(), info.dims);
+  if (out->dtype != info.dtype || !same_shape) {
+    *error = what + ": expected " + FormatType(info) + ", got " +
+             FormatType(out->dtype, out->shape.data(), static_cast<int>(out->shape.size())) +
+             " from " + shown_path;
+    return false;
+  }
+  return true;
+}
+
+std::uint16_t FloatToHalf(float value) {
+  std::uint32_t bits;
+  std::memcpy(&bits, &value, sizeof(bits));
+  const std::uint16_t sign = static_cast<std::uint16_t>((bits >> 16) & 0x8000u);
+  const std::uint32_t magnitude = bits & 0x7fffffffu;
+
+  if (magnitude >= 0x7f800000u) {  // infinity or NaN
+    if (magnitude == 0x7f800000u) return sign | 0x7c00u;
+    // Keep the top payload bits and force the quiet bit so the result cannot become infinity.
+    return static_cast<std::uint16_t>(sign | 0x7e00u | ((magnitude >> 13) & 0x3ffu));
+  }
+  // 65520 is halfway between the largest half, 65504, and the next power of two; ties go to
+  // the even neighbour, which here is infinity.
+  if (magnitude >= 0x477ff000u) return sign | 0x7c00u;
+
+  const int exponent = static_cast<int>(magnitude >> 23);  // biased by 127
+  if (exponent >= 113) {
+    // Normal half: rebias the exponent (127 -> 15) and round away the low 13 mantissa bits.
+    // A carry out of the mantissa correctly bumps the exponent.
+    std::uint32_t half = ((magnitude - (112u << 23)) >> 13);
+    const std::uint32_t rest = magnitude & 0x1fffu;
+    if (rest > 0x1000u || (rest == 0x1000u && (half & 1u))) ++half;
+    return static_cast<std::uint16_t>(sign | half);
+  }
+  // Below 2^-25 everything rounds to zero (2^-25 itself is a tie that goes to even, zero).
+  if (exponent < 102) return sign;
+  // Subnormal half: a count of 2^-24 units. With the implicit bit restored the float is
+  // mantissa * 2^(exponent - 150), so the count is mantissa >> (126 - exponent), rounded.
+  const std::uint32_t mantissa = (magnitude & 0x7fffffu) | 0x800000u;
+  const int shift = 126 - exponent;  // 14..24
+  std::uint32_t half = mantissa >> shift;
+  const std::uint32_t rest = mantissa & ((1u << shift) - 1);
+  const std::uint32_t halfway = 1u << (shift - 1);
+  if (rest > halfway || (rest == halfway && (half & 1u))) ++half;
+  return static_cast<std::uint16_t>(sign | half);
+}
+
+float HalfToFloat(std::uint16_t half) {
+  const bool negative = (half & 0x8000u) != 0;
+  const int exponent = (half >> 10) & 0x1f;
+  const std::uint32_t mantissa = half & 0x3ffu;
+  float magnitude;
+  if (exponent == 0) {
+    magnitude = std::ldexp(static_cast<float>(mantissa), -24);  // zero or subnormal
+  } else if (exponent == 31) {
+    magnitude = mantissa == 0 ? std::numeric_limits<float>::infinity()
+                              : std::numeric_limits<float>::quiet_NaN();
+  } else {
+    // Rebias the exponent (15 -> 127) and widen the mantissa (10 -> 23 bits); always exact.
+    const std::uint32_t bits =
+        (static_cast<std::uint32_t>(exponent + 112) << 23) | (mantissa << 13);
+    std::memcpy(&magnitude, &bits, sizeof(magnitude));
+  }
+  return negative ? -magnitude : magnitude;
+}
+
+// ---- Model instances -----------------------------------------------------------------------
+
+ModelInstance::ModelInstance(const ModelDescriptor& model)
+    : model_(model),
+      instance_(model.create()),
+      // A model without an arena has no state to allocate, so a null instance is a legitimate
+      // answer from it, not a failure.
+      ok_(instance_ != nullptr || model.arena_bytes == 0) {}
+
+ModelInstance::~ModelInstance() {
+  if (instance_ != nullptr) model_.destroy(instance_);
+}
+
+}  // namespace pure_model_harness

@@ -1,0 +1,124 @@
+// Pieces shared by the run, benchmark and test harness mains.
+#ifndef RULES_PURE_MODEL_TOOLS_HARNESS_HARNESS_UTIL_H_
+#define RULES_PURE_MODEL_TOOLS_HARNESS_HARNESS_UTIL_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "tools/harness/model_descriptor.h"
+#include "tools/harness/npy.h"
+
+namespace pure_model_harness {
+
+// ---- Command line --------------------------------------------------------------------------
+
+// The base name of argv[0], for prefixing messages.
+std::string ProgramName(const char* argv0);
+
+// Prints "<program>: <message>" to stderr and returns the exit status for errors, so that mains
+// can `return Fail(...)`.
+int Fail(const std::string& program, const std::string& message);
+
+// Parses --name=value, --name value and --switch. Nothing positional is accepted: none of the
+// harness programs takes positional arguments, so one is almost certainly a mistake.
+class FlagParser {
+ public:
+  // Unless noted, a flag given twice takes the last value, so that arguments appended on the
+  // command line override ones baked into a target's `args`.
+  void AddString(const std::string& name, std::string* value);
+  // Every occurrence is appended.
+  void AddRepeated(const std::string& name, std::vector<std::string>* values);
+  void AddInt(const std::string& name, std::int64_t min_value, std::int64_t* value);
+  // Accepts finite values >= min_value.
+  void AddDouble(const std::string& name, double min_value, double* value);
+  // Takes no value. "-h" is accepted as an alias for a switch named "help".
+  void AddSwitch(const std::string& name, bool* value);
+
+  bool Parse(int argc, char** argv, std::string* error) const;
+
+ private:
+  struct Flag {
+    std::string name;
+    bool takes_value;
+    std::function<bool(const std::string& value, std::string* error)> set;
+  };
+  const Flag* Find(const std::string& name) const;
+
+  std::vector<Flag> flags_;
+};
+
+// ---- Paths ---------------------------------------------------------------------------------
+
+// `path` if it is absolute or `base` is empty, else `base`/`path`.
+std::string ResolvePath(const std::string& base, const std::string& path);
+
+// The directory relative paths on the command line of `bazel run` targets should be taken from:
+// $BUILD_WORKING_DIRECTORY, which `bazel run` sets to where it was invoked (the program itself
+// runs in its runfiles tree), or "" (meaning the current directory) when that is unset.
+std::string UserWorkingDirectory();
+
+// Creates `path` and any missing parents, like mkdir -p.
+bool MakeDirectories(const std::string& path, std::string* error);
+
+// The file name (without directory) a tensor is stored under: its name with every character
+// outside [A-Za-z0-9_.-] replaced by '_', plus ".npy". ONNX names are free-form and often hold
+// '/' or ':', which must not leak into paths.
+std::string TensorFileName(const char* tensor_name);
+
+// Fails if two of `tensors` map to the same TensorFileName, which would make one overwrite or
+// shadow the other. `role` is "input" or "output", for the message.
+bool CheckDistinctFileNames(const TensorInfo* tensors, int count, const char* role,
+                            std::string* error);
+
+// ---- Tensors -------------------------------------------------------------------------------
+
+// "float32[1,3,224,224]"; a scalar is "float32[]".
+std::string FormatType(DType dtype, const std::int64_t* dims, int rank);
+std::string FormatType(const TensorInfo& info);
+
+// A multi-line listing of the model's inputs and outputs, for --help and error messages.
+std::string DescribeModel(const ModelDescriptor& model);
+
+// Checks that the descriptor agrees with itself (element and byte counts match the dims, no
+// unknown dtypes, no missing functions), so that a generator bug shows up as a clear message
+// instead of a buffer overrun.
+bool ValidateModel(const ModelDescriptor& model, std::string* error);
+
+// Reads `path` and checks that it holds exactly the dtype and shape of `info`. `what` names the
+// tensor in messages, e.g. "input 'x'"; `shown_path` is the path as the user wrote it.
+bool LoadTensor(const std::string& what, const TensorInfo& info, const std::string& path,
+                const std::string& shown_path, NpyArray* out, std::string* error);
+
+// IEEE 754 binary16 <-> binary32, rounding to nearest even; NaN stays NaN, overflow becomes
+// infinity. Done with bit manipulation because C++17 has no half-precision type.
+std::uint16_t FloatToHalf(float value);
+float HalfToFloat(std::uint16_t half);
+
+// ---- Model instances -----------------------------------------------------------------------
+
+// Owns one instance of the model, destroying it when it goes out of scope.
+class ModelInstance {
+ public:
+  explicit ModelInstance(const ModelDescriptor& model);
+  ~ModelInstance();
+  ModelInstance(const ModelInstance&) = delete;
+  ModelInstance& operator=(const ModelInstance&) = delete;
+
+  // Whether create() succeeded.
+  bool ok() const { return ok_; }
+  void Run(const void* const* inputs, void* const* outputs) const {
+    model_.run(instance_, inputs, outputs);
+  }
+
+ private:
+  const ModelDescriptor& model_;
+  void* instance_;
+  bool ok_;
+};
+
+}  // namespace pure_model_harness
+
+#endif  // RULES_PURE_MODEL_TOOLS_HARNESS_HARNESS_UTIL_H_
