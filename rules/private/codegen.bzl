@@ -27,7 +27,7 @@ def _pure_model_codegen_impl(ctx):
     args = ctx.actions.args()
     args.add("--model", model)
     # The label, not the path: generated files must not depend on where the checkout is.
-    args.add("--model_label", str(ctx.attr.model.label))
+    args.add("--model_label", _display_label(ctx.attr.model.label))
     args.add("--cpu", ctx.attr.cpu)
     args.add("--namespace", namespace)
     args.add("--class_name", class_name)
@@ -58,6 +58,11 @@ def _pure_model_codegen_impl(ctx):
             cpu = ctx.attr.cpu,
         ),
     ]
+
+def _display_label(label):
+    # Bazel 7 spells main-repository labels "@@//pkg:name"; users write "//pkg:name".
+    text = str(label)
+    return text[2:] if text.startswith("@@//") else text
 
 def _repo_relative_path(file):
     # short_path is "pkg/x.h" in the main repository and "../repo/pkg/x.h" in others; includes

@@ -107,6 +107,7 @@ def pure_model_library(
         )
         cc_test(
             name = name + "_test",
+            size = "small",
             deps = [":" + name + "_descriptor", Label("//tools/harness:check_main")],
             data = [":" + name + "_testdata"],
             args = [

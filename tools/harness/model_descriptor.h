@@ -37,7 +37,7 @@ struct TensorInfo {
 };
 
 struct ModelDescriptor {
-  const char* model_name;  // the Bazel target name
+  const char* model_name;  // the generated C++ class name
   int num_inputs;
   const TensorInfo* inputs;
   int num_outputs;

@@ -36,7 +36,9 @@ def generate_files(model_path, input_shapes, *, cpu, namespace, class_name, head
         return emit.generate(graph, namespace=namespace, class_name=class_name, header_include=header_include,
                              model_label=model_label, cpu=cpu)
     except CodegenError as e:
-        raise e.with_model_path(model_label) from None
+        # Name the model as the user wrote it (a Bazel label), not as a path in a sandbox.
+        e.model_path = model_label
+        raise e from None
 
 
 def _write(path, text):

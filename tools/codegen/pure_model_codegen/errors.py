@@ -15,11 +15,6 @@ class CodegenError(Exception):
         self.model_path = model_path
         self.node = node
 
-    def with_model_path(self, model_path):
-        if self.model_path is None:
-            self.model_path = model_path
-        return self
-
     def __str__(self):
         parts = []
         if self.model_path:

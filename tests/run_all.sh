@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Every test of the project: the README's test command, and what CI runs.
+#
+#   1. bazel test //...                         the generator's unit and compile-and-run tests
+#                                               (pytest), and every example model against onnx's
+#                                               reference evaluator, on x86-64
+#   2. bazel test --config=arm64 //examples/... the same example tests, cross-compiled for
+#                                               aarch64 and run under qemu
+#   3. tests/e2e/build_failures.sh              bad models fail the build with one clear line
+#   4. tests/e2e/consumer_test.sh               a separate workspace using the rules through
+#                                               local_path_override, on both architectures
+#
+# tools/bazel provisions Bazel on first use. The script ends with one summary line.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BAZEL=tools/bazel
+started=$SECONDS
+passed=0
+failed=0
+failures=()
+
+step() {
+  local name="$1"
+  shift
+  echo
+  echo "=== $name: $*"
+  if "$@"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    failures+=("$name")
+  fi
+}
+
+step "x86_64 tests" "$BAZEL" test //...
+step "aarch64 tests (qemu)" "$BAZEL" test --config=arm64 //examples/...
+step "build failures" tests/e2e/build_failures.sh
+step "consumer workspace" tests/e2e/consumer_test.sh
+
+echo
+echo "run_all: $((SECONDS - started)) s"
+[[ $failed -eq 0 ]] || echo "failed steps: ${failures[*]}"
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]
