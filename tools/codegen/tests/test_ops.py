@@ -64,9 +64,7 @@ def test_variadic_sum_max(tmp_path):
     ({"pads": [1, 2], "strides": [2]}, (4, 3, 3), (1, 3, 11)),
 ])
 def test_conv(tmp_path, attrs, wshape, xshape):
-    group = attrs.get("group", 1)
     inits = {"w": rand(*wshape), "b": rand(wshape[0])}
-    del group
     run_case(tmp_path, [helper.make_node("Conv", ["x", "w", "b"], ["y"], **attrs)], {"x": rand(*xshape)},
              [("y", None)], inits)
 

@@ -46,7 +46,7 @@ def resolve_padding(node, spatial_in, kernel, strides, dilations, pads_attr, aut
     return begin, end, out
 
 
-def spatial_attrs(node, spatial_rank, kernel):
+def spatial_attrs(node, spatial_rank):
     strides = attr_ints(node, "strides") or [1] * spatial_rank
     dilations = attr_ints(node, "dilations") or [1] * spatial_rank
     for label, values in (("strides", strides), ("dilations", dilations)):
@@ -81,7 +81,7 @@ def _conv_geometry(node, graph):
     declared = attr_ints(node, "kernel_shape")
     if declared and list(declared) != kernel:
         raise CodegenError(f"kernel_shape {declared} disagrees with the weight's shape {kernel}", node=node)
-    strides, dilations = spatial_attrs(node, spatial_rank, kernel)
+    strides, dilations = spatial_attrs(node, spatial_rank)
     begin, end, out = resolve_padding(
         node, list(x.shape[2:]), kernel, strides, dilations, attr_ints(node, "pads"), node.attrs.get("auto_pad", "NOTSET")
     )

@@ -86,7 +86,7 @@ for _op, (_expr, _fn, _defaults) in _UNARY.items():
 
 
 # Clip: bounds are attributes before opset 11 and optional constant inputs from 11 on.
-def _clip_bounds(node, graph):
+def clip_bounds(node, graph):
     if node.opset < 11:
         return attr_float(node, "min", -np.inf), attr_float(node, "max", np.inf)
     bounds = []
@@ -107,20 +107,21 @@ def _clip_bounds(node, graph):
 def _clip_infer(node, graph):
     input_count(node, 1, 3)
     x = require_dtype(node, graph, node.inputs[0], _FLOAT)
-    _clip_bounds(node, graph)
+    clip_bounds(node, graph)
     return [(x.dtype, x.shape)]
 
 
 def _clip_evaluate(node, values):
-    lo = -np.inf if node.opset < 11 or len(values) < 2 or values[1] is None else values[1]
-    hi = np.inf if node.opset < 11 or len(values) < 3 or values[2] is None else values[2]
     if node.opset < 11:
         lo, hi = attr_float(node, "min", -np.inf), attr_float(node, "max", np.inf)
+    else:
+        lo = values[1] if len(values) > 1 and values[1] is not None else -np.inf
+        hi = values[2] if len(values) > 2 and values[2] is not None else np.inf
     return [np.minimum(np.maximum(values[0], lo), hi).astype(values[0].dtype)]
 
 
 def _clip_emit(node, ctx):
-    lo, hi = _clip_bounds(node, ctx.graph)
+    lo, hi = clip_bounds(node, ctx.graph)
     x, y = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
     n = ctx.graph.tensor(node.outputs[0]).elements
     return [

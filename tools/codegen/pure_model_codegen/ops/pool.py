@@ -20,7 +20,7 @@ def _pool_geometry(node, graph):
     kernel = attr_ints(node, "kernel_shape")
     if not kernel or len(kernel) != spatial_rank or any(k < 1 for k in kernel):
         raise CodegenError(f"kernel_shape must hold {spatial_rank} positive values, got {kernel}", node=node)
-    strides, dilations = spatial_attrs(node, spatial_rank, kernel)
+    strides, dilations = spatial_attrs(node, spatial_rank)
     if node.op_type == "AveragePool" and any(d != 1 for d in dilations) and node.opset < 19:
         raise CodegenError("dilations need AveragePool opset 19", node=node)
     begin, end, out = resolve_padding(

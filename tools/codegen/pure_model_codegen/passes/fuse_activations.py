@@ -7,7 +7,7 @@ producer's output is not itself a graph output.
 
 import numpy as np
 
-from pure_model_codegen.ops.elementwise import _clip_bounds
+from pure_model_codegen.ops.elementwise import clip_bounds
 
 _PRODUCERS = {"Conv", "Gemm"}
 
@@ -18,7 +18,7 @@ def _activation(node, graph):
     if node.op_type == "Sigmoid":
         return ("kSigmoid", -np.inf, np.inf)
     if node.op_type == "Clip":
-        lo, hi = _clip_bounds(node, graph)
+        lo, hi = clip_bounds(node, graph)
         return ("kClip", lo, hi)
     return None
 
