@@ -3,7 +3,11 @@
 import os
 import sys
 
-import pytest
+from pure_model_codegen import hermetic
+
+hermetic.drop_system_site_packages()
+
+import pytest  # noqa: E402  (after the path fix: the locked pytest, not the system's)
 
 if __name__ == "__main__":
     here = os.path.dirname(os.path.abspath(__file__))
