@@ -11,6 +11,8 @@ PureModelInfo = provider(
     },
 )
 
+_CPUS = ["generic", "x86_64", "aarch64"]
+
 def _cpp_namespace(package):
     # A namespace derived from the package, so two models in different packages never clash.
     parts = [p for p in package.replace("-", "_").replace(".", "_").split("/") if p]
@@ -20,12 +22,17 @@ def _class_name(name):
     return "".join([p[:1].upper() + p[1:] for p in name.replace("-", "_").split("_") if p])
 
 def _pure_model_codegen_impl(ctx):
+    if ctx.attr.cpu not in _CPUS:
+        # Checked here, not with attr.string(values = ...): Bazel checks `values` while loading,
+        # where one bad target breaks its whole package and no analysis test can observe it.
+        fail("cpu must be one of %s, not %r" % (", ".join(_CPUS), ctx.attr.cpu))
     model = ctx.file.model
     namespace = ctx.attr.namespace or _cpp_namespace(ctx.label.package)
     class_name = ctx.attr.class_name or _class_name(ctx.attr.library_name)
     header = ctx.outputs.header
     args = ctx.actions.args()
     args.add("--model", model)
+
     # The label, not the path: generated files must not depend on where the checkout is.
     args.add("--model_label", _display_label(ctx.attr.model.label))
     args.add("--cpu", ctx.attr.cpu)
@@ -82,7 +89,6 @@ call that instead.""",
         "class_name": attr.string(doc = "C++ class name; default: the library name in CamelCase."),
         "cpu": attr.string(
             mandatory = True,
-            values = ["generic", "x86_64", "aarch64"],
             doc = "The target CPU the code is specialised for; the macro selects it from the target platform.",
         ),
         "descriptor": attr.output(mandatory = True, doc = "The harness descriptor source to write."),
