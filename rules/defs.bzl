@@ -1,5 +1,8 @@
-"""Public API of rules_pure_model. Re-exports only: the implementation lives in private/ and
-may move without breaking anyone who loads this file."""
+"""Public API of rules_pure_model: the `pure_model_library` macro and the `PureModelInfo` provider.
+
+Load them from this file only. It re-exports: the implementation lives in `rules/private/` and
+may move without breaking anyone who loads this file.
+"""
 
 load("//rules/private:codegen.bzl", _PureModelInfo = "PureModelInfo")
 load("//rules/private:pure_model_library.bzl", _pure_model_library = "pure_model_library")

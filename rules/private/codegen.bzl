@@ -1,7 +1,8 @@
 """The PureModelCodegen action: an ONNX model in, C++ sources out."""
 
 PureModelInfo = provider(
-    doc = "What the generator made of one model.",
+    doc = """What the generator made of one model: its generated files and the CPU they were
+specialised for. Returned by the `<name>_codegen` target of `pure_model_library`.""",
     fields = {
         "model": "File: the ONNX model the sources were generated from.",
         "header": "File: the generated header.",
@@ -83,13 +84,17 @@ def _input_shape_flag(item):
 
 pure_model_codegen = rule(
     implementation = _pure_model_codegen_impl,
-    doc = """Runs the code generator on an ONNX model. Used by the `pure_model_library` macro;
-call that instead.""",
+    doc = """Runs the code generator on an ONNX model: one `PureModelCodegen` action writes the
+header, the source and the harness descriptor, and the target returns `PureModelInfo`.
+
+Used by the `pure_model_library` macro, which also wraps the sources in a `cc_library`; call
+that instead.""",
     attrs = {
         "class_name": attr.string(doc = "C++ class name; default: the library name in CamelCase."),
         "cpu": attr.string(
             mandatory = True,
-            doc = "The target CPU the code is specialised for; the macro selects it from the target platform.",
+            doc = """The target CPU the code is specialised for: `generic`, `x86_64` or
+`aarch64`. The macro selects it from the target platform.""",
         ),
         "descriptor": attr.output(mandatory = True, doc = "The harness descriptor source to write."),
         "header": attr.output(mandatory = True, doc = "The header to write."),

@@ -28,6 +28,22 @@ def pure_model_library(
     weights embedded as read-only data and a statically planned activation arena. Nothing is
     read at run time and nothing is allocated while running.
 
+    ```starlark
+    # app/vision/BUILD.bazel
+    load("@rules_pure_model//rules:defs.bzl", "pure_model_library")
+
+    pure_model_library(
+        name = "det",
+        model = "det.onnx",
+        input_shapes = {"x": "1,3,224,224"},
+    )
+    ```
+
+    A `cc_library` or `cc_binary` then depends on `:det`, includes `"app/vision/det.h"` and calls
+    `app::vision::Det().Run(x, y)`: one pointer per input, then one per output, in the model's
+    order. The class has the shape and element count of each input and output as
+    `static constexpr` members (`kXShape`, `kXElements`), and `kArenaBytes` and `kWeightBytes`.
+
     Targets created (for `name = "det"` in package `app/vision`):
 
     - `det`: a `cc_library` with header `det.h` declaring `class app::vision::Det`
@@ -43,18 +59,22 @@ def pure_model_library(
 
     Args:
       name: Name of the library, and the prefix of the other targets.
-      model: The `.onnx` file (a label).
-      input_shapes: Binds dynamic input dimensions: `{"x": "1,3,224,224"}`. A model with a
-        dynamic dimension left unbound fails the build, naming the input and the dimension.
-      namespace: C++ namespace of the class. Default: the package path, `/` becoming `::`.
-      class_name: C++ class name. Default: `name` in CamelCase.
+      model: The `.onnx` file: a file in the package, or a target that produces exactly one
+        `.onnx` file.
+      input_shapes: Binds dynamic input dimensions, input name to comma-separated
+        dimensions: `{"x": "1,3,224,224"}`. A model with a dynamic dimension left unbound fails
+        the build, naming the input and the dimension.
+      namespace: C++ namespace of the class. Default: the package path with `/` as `::`
+        (and `-`, `.` as `_`); `pure_model` in the root package.
+      class_name: C++ class name. Default: `name` in CamelCase (`det_v2` gives `DetV2`).
       copts: Compiler options for the generated code. Models are arithmetic; they are
         optimised even in fastbuild builds.
       test: Whether to create `<name>_test`.
       test_rtol: Tolerance of `<name>_test`: the largest error allowed, relative to the
         largest magnitude of each reference output.
-      visibility: Visibility of `name`; the tools are visible like it.
-      tags: Tags for every target.
+      visibility: Visibility of `name`, `<name>_run`, `<name>_benchmark` and `<name>_test`;
+        the internal targets are private.
+      tags: Tags for every target, e.g. `["manual"]`.
       **kwargs: Passed to the `cc_library` (e.g. `deprecation`, `target_compatible_with`).
     """
     pure_model_codegen(
