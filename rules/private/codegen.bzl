@@ -8,6 +8,7 @@ specialised for. Returned by the `<name>_codegen` target of `pure_model_library`
         "header": "File: the generated header.",
         "source": "File: the generated implementation.",
         "descriptor": "File: the generated harness descriptor (names and shapes for the run/benchmark/test tools).",
+        "report": "File: the JSON build report (ops, FLOPs, arena and weight bytes, generated file sizes).",
         "cpu": "string: the target CPU the code was specialised for.",
     },
 )
@@ -48,21 +49,26 @@ def _pure_model_codegen_impl(ctx):
     args.add("--out_header", header)
     args.add("--out_source", ctx.outputs.source)
     args.add("--out_descriptor", ctx.outputs.descriptor)
+    report = ctx.actions.declare_file(ctx.attr.library_name + "_report.json")
+    args.add("--out_report", report)
     ctx.actions.run(
         executable = ctx.executable._codegen,
         arguments = [args],
         inputs = [model],
-        outputs = [header, ctx.outputs.source, ctx.outputs.descriptor],
+        outputs = [header, ctx.outputs.source, ctx.outputs.descriptor, report],
         mnemonic = "PureModelCodegen",
         progress_message = "Generating C++ for model %{label} (" + ctx.attr.cpu + ")",
     )
     return [
         DefaultInfo(files = depset([header, ctx.outputs.source])),
+        # `bazel build //pkg:name_codegen --output_groups=pure_model_report` writes the reports.
+        OutputGroupInfo(pure_model_report = depset([report])),
         PureModelInfo(
             model = model,
             header = header,
             source = ctx.outputs.source,
             descriptor = ctx.outputs.descriptor,
+            report = report,
             cpu = ctx.attr.cpu,
         ),
     ]

@@ -43,7 +43,7 @@ def _outputs_test_impl(ctx):
     env = analysistest.begin(ctx)
     target = analysistest.target_under_test(env)
     prefix = ctx.label.package + "/two_layer_mlp"
-    expected = [prefix + ".h", prefix + ".cc", prefix + "_descriptor.cc"]
+    expected = [prefix + ".h", prefix + ".cc", prefix + "_descriptor.cc", prefix + "_report.json"]
     action = _codegen_action(env)
     if action:
         outputs = _short_paths(action.outputs.to_list())
@@ -55,6 +55,12 @@ def _outputs_test_impl(ctx):
         sorted(expected[:2]),
         sorted(_short_paths(target[DefaultInfo].files.to_list())),
         "DefaultInfo files",
+    )
+    asserts.equals(
+        env,
+        [prefix + "_report.json"],
+        _short_paths(target[OutputGroupInfo].pure_model_report.to_list()),
+        "pure_model_report output group",
     )
     return analysistest.end(env)
 
@@ -77,6 +83,7 @@ def _arguments_test_impl(ctx):
         "--out_header": [info.header.path],
         "--out_source": [info.source.path],
         "--out_descriptor": [info.descriptor.path],
+        "--out_report": [info.report.path],
     }
     for flag, values in expected.items():
         asserts.equals(env, values, _flag_values(argv, flag), flag)
@@ -139,12 +146,13 @@ def _provider_test_impl(ctx):
     asserts.equals(env, "two_layer_mlp.h", info.header.basename, "header")
     asserts.equals(env, "two_layer_mlp.cc", info.source.basename, "source")
     asserts.equals(env, "two_layer_mlp_descriptor.cc", info.descriptor.basename, "descriptor")
+    asserts.equals(env, "two_layer_mlp_report.json", info.report.basename, "report")
     asserts.equals(env, "aarch64", info.cpu, "cpu")
     if action:
         # The provider hands out the files the action writes, not other files of the same name.
         asserts.equals(
             env,
-            sorted([info.header.path, info.source.path, info.descriptor.path]),
+            sorted([info.header.path, info.source.path, info.descriptor.path, info.report.path]),
             sorted([f.path for f in action.outputs.to_list()]),
             "provider files are the action's outputs",
         )

@@ -8,12 +8,13 @@ Bad input ends the process with one line on stderr naming the file, node and pro
 exit status 1; never a traceback.
 """
 
+import json
 import os
 import sys
 
 from absl import app, flags
 
-from pure_model_codegen import emit, frontend, passes
+from pure_model_codegen import emit, frontend, passes, report
 from pure_model_codegen.errors import CodegenError
 
 FLAGS = flags.FLAGS
@@ -27,6 +28,7 @@ flags.DEFINE_string("model_label", None, "What the generated files say they come
 flags.DEFINE_string("out_header", None, "Where to write the header.")
 flags.DEFINE_string("out_source", None, "Where to write the implementation.")
 flags.DEFINE_string("out_descriptor", None, "Where to write the harness descriptor (optional).")
+flags.DEFINE_string("out_report", None, "Where to write the JSON build report (optional); also summarised on stderr.")
 
 
 def generate_files(model_path, input_shapes, *, cpu, namespace, class_name, header_include, model_label):
@@ -69,6 +71,9 @@ def main(argv):
     _write(FLAGS.out_source, files["source"])
     if FLAGS.out_descriptor:
         _write(FLAGS.out_descriptor, files["descriptor"])
+    if FLAGS.out_report:
+        _write(FLAGS.out_report, files["report"])
+        print("pure_model: " + report.summary_line(json.loads(files["report"])), file=sys.stderr)
     return 0
 
 

@@ -10,7 +10,7 @@ import os
 import mako.template
 import numpy as np
 
-from pure_model_codegen import cpp, ir, memory, ops
+from pure_model_codegen import cpp, ir, memory, ops, report
 from pure_model_codegen.errors import CodegenError
 
 _TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
@@ -123,7 +123,7 @@ def _describe_step(node, graph):
 
 
 def generate(graph, *, namespace, class_name, header_include, model_label, cpu):
-    """Returns {"header": str, "source": str, "descriptor": str} for the planned graph."""
+    """Returns {"header", "source", "descriptor", "report"} texts for the planned graph."""
     plan = memory.plan(graph)
     names = _Names()
     # Identifiers the templates use themselves.
@@ -205,10 +205,13 @@ def generate(graph, *, namespace, class_name, header_include, model_label, cpu):
         inputs=inputs, outputs=outputs, arena_bytes=plan.arena_bytes, weight_bytes=ctx.weight_bytes, cpu=cpu,
         guard=guard, opsets=sorted(graph.opsets.items()),
     )
-    return {
+    files = {
         "header": _template("model.h.mako").render(**common),
         "source": _template("model.cc.mako").render(
             weights=ctx.weights, activations=activations, steps=steps, param_structs=ctx.param_structs,
             derived=ctx.derived, final_copies=final_copies, **common),
         "descriptor": _template("descriptor.cc.mako").render(**common),
     }
+    files["report"] = report.to_json(report.build(
+        graph, files, model_label=model_label, cpu=cpu, arena_bytes=plan.arena_bytes, weight_bytes=ctx.weight_bytes))
+    return files

@@ -59,3 +59,28 @@ def test_weights_folded_away_are_not_embedded(tmp_path):
     source = cli.generate_files(save(model, tmp_path), {}, cpu="generic", namespace="t", class_name="M",
                                 header_include="m.h", model_label="m")["source"]
     assert "Initializer 'm'" not in source and "Initializer 'v'" not in source
+
+
+def test_report_counts_ops_flops_and_bytes(tmp_path):
+    import json
+
+    inits = {"w": np.zeros((4, 3, 3, 3), np.float32), "fc": np.zeros((4, 5), np.float32),
+             "shape": np.array([1, 4], np.int64)}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("GlobalAveragePool", ["r"], ["g"], name="gap"),
+             helper.make_node("Flatten", ["g"], ["f"], name="flat"),
+             helper.make_node("Reshape", ["f", "shape"], ["p"], name="reshape"),
+             helper.make_node("MatMul", ["p", "fc"], ["y"], name="fc")]
+    model = make_model(nodes, [("x", [1, 3, 8, 8])], [("y", [1, 5])], inits)
+    files = cli.generate_files(save(model, tmp_path), {}, cpu="aarch64", namespace="t", class_name="M",
+                               header_include="m.h", model_label="//t:m.onnx")
+    report = json.loads(files["report"])
+    conv_flops = 2 * (1 * 4 * 8 * 8) * 3 * 3 * 3  # outputs x (C x KH x KW) multiply-adds
+    gap_flops = 4  # one per output element
+    matmul_flops = 2 * 5 * 4
+    assert report["flops"] == conv_flops + gap_flops + matmul_flops
+    assert report["ops"] == {"Conv": 1, "Flatten": 1, "GlobalAveragePool": 1, "MatMul": 1, "Reshape": 1}
+    assert report["fused_activations"] == 1 and report["cpu"] == "aarch64" and report["model"] == "//t:m.onnx"
+    assert report["weight_bytes"] == (4 * 3 * 3 * 3 + 4 * 5) * 4
+    assert report["generated_bytes"]["source"] == len(files["source"].encode())

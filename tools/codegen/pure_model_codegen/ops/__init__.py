@@ -7,6 +7,8 @@ One module per operator family registers its ops here. An op definition has:
   evaluate(node, [np.ndarray]) -> [np.ndarray]   numpy semantics, used to fold constant subgraphs
   emit(node, ctx) -> C++ statements               the step in the generated Run(); None = fold only
   view                                            True when the output is the input's bytes renamed
+  flops(node, graph) -> int                       arithmetic of one run, for reports; default: one
+                                                 operation per output element (0 for views)
 """
 
 import dataclasses
@@ -22,15 +24,16 @@ class OpDef:
     evaluate: Optional[Callable] = None
     emit: Optional[Callable] = None
     view: bool = False
+    flops: Optional[Callable] = None
 
 
 _REGISTRY = {}
 
 
-def register(op_type, *, infer, evaluate=None, emit=None, view=False):
+def register(op_type, *, infer, evaluate=None, emit=None, view=False, flops=None):
     if op_type in _REGISTRY:
         raise ValueError(f"op {op_type} registered twice")
-    _REGISTRY[op_type] = OpDef(op_type, infer, evaluate, emit, view)
+    _REGISTRY[op_type] = OpDef(op_type, infer, evaluate, emit, view, flops)
 
 
 def lookup(node):

@@ -1,5 +1,7 @@
 """Convolution: Conv in 1-D and 2-D, float32, with groups, dilations, strides and padding."""
 
+import numpy as np
+
 from pure_model_codegen.errors import CodegenError
 from pure_model_codegen.ops import attr_int, attr_ints, input_count, register, require_dtype
 
@@ -123,4 +125,10 @@ def _emit(node, ctx):
             f"{ctx.ptr(node.outputs[0])});"]
 
 
-register("Conv", infer=_infer, emit=_emit)
+def _flops(node, graph):
+    g = _conv_geometry(node, graph)
+    outputs = g["n"] * g["m"] * int(np.prod(g["out"]))
+    return 2 * outputs * (g["c"] // g["group"]) * int(np.prod(g["kernel"]))
+
+
+register("Conv", infer=_infer, emit=_emit, flops=_flops)

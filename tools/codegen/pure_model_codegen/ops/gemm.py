@@ -49,7 +49,12 @@ def _gemm_emit(node, ctx):
             f"{ctx.ptr(node.outputs[0])});"]
 
 
-register("Gemm", infer=_gemm_infer, emit=_gemm_emit)
+def _gemm_flops(node, graph):
+    m, n, k, *_ = _gemm_dims(node, graph)
+    return 2 * m * n * k
+
+
+register("Gemm", infer=_gemm_infer, emit=_gemm_emit, flops=_gemm_flops)
 
 
 def _matmul_shapes(node, graph):
@@ -108,4 +113,9 @@ def _matmul_emit(node, ctx):
     ]
 
 
-register("MatMul", infer=_matmul_infer, emit=_matmul_emit)
+def _matmul_flops(node, graph):
+    a_shape, _, _, out = _matmul_shapes(node, graph)
+    return 2 * int(np.prod(out)) * a_shape[-1]
+
+
+register("MatMul", infer=_matmul_infer, emit=_matmul_emit, flops=_matmul_flops)

@@ -174,6 +174,7 @@ register(
     infer=_transpose_infer,
     evaluate=lambda node, values: [np.ascontiguousarray(np.transpose(values[0], _perm(node, values[0].ndim)))],
     emit=_transpose_emit,
+    flops=lambda node, graph: 0,
 )
 
 
@@ -226,6 +227,7 @@ register(
     infer=_concat_infer,
     evaluate=lambda node, values: [np.concatenate(values, axis=attr_int(node, "axis"))],
     emit=_concat_emit,
+    flops=lambda node, graph: 0,
 )
 
 
@@ -268,7 +270,7 @@ def _gather_emit(node, ctx):
     ]
 
 
-register("Gather", infer=_gather_infer, evaluate=_gather_evaluate, emit=_gather_emit)
+register("Gather", infer=_gather_infer, evaluate=_gather_evaluate, emit=_gather_emit, flops=lambda node, graph: 0)
 
 
 # --- shape computations, folded at generation time ----------------------------------------------
