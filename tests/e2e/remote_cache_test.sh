@@ -36,20 +36,27 @@ finish() {
 fatal() { fail "$*"; finish; }
 
 stop_nginx() {
-  local pid="$nginx_pid" children i
-  [[ -f "$ng/nginx.pid" ]] && pid="$(cat "$ng/nginx.pid")"
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
-  children="$(pgrep -P "$pid" || true)"
-  kill -TERM "$pid" 2>/dev/null || true
+  # $nginx_pid is the background job (the launcher, which waits for nginx); the master's pid is
+  # in the pid file nginx writes.
+  local master="" children="" i
+  [[ -f "$ng/nginx.pid" ]] && master="$(cat "$ng/nginx.pid")"
+  if [[ -n "$master" ]] && kill -0 "$master" 2>/dev/null; then
+    children="$(pgrep -P "$master" || true)"
+    kill -TERM "$master" 2>/dev/null || true
+  elif [[ -n "$nginx_pid" ]]; then
+    kill -TERM "$nginx_pid" 2>/dev/null || true
+  fi
   for i in $(seq 50); do
-    kill -0 "$pid" 2>/dev/null || break
+    [[ -n "$master" ]] && kill -0 "$master" 2>/dev/null || break
     sleep 0.1
   done
-  if kill -0 "$pid" 2>/dev/null; then
+  if [[ -n "$master" ]] && kill -0 "$master" 2>/dev/null; then
     # shellcheck disable=SC2086  # the worker pids, one per word
-    kill -KILL "$pid" $children 2>/dev/null || true
+    kill -KILL "$master" $children 2>/dev/null || true
   fi
-  wait "$nginx_pid" 2>/dev/null || true
+  if [[ -n "$nginx_pid" ]]; then
+    wait "$nginx_pid" 2>/dev/null || true
+  fi
   nginx_pid=""
 }
 
@@ -79,7 +86,8 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # A run killed before its trap could leave its Bazel servers and nginx behind: stop those (found
 # by their pid files, and only if the process still names this work dir).
@@ -138,7 +146,7 @@ http {
 EOF
   } >"$ng/nginx.conf"
   rm -f "$ng/nginx.pid"
-  # In the foreground of a background job: $! is nginx's master (the launcher execs into it).
+  # daemon off: nginx stays the child of the launcher, a background job of this script.
   in_root nginx -p "$ng/" -c "$ng/nginx.conf" -e "$ng/error.log" -g 'daemon off;' \
     >>"$ng/stdout.log" 2>&1 &
   nginx_pid=$!
@@ -191,7 +199,7 @@ EOF
 then
   rm -rf "$work/cache/cas/probe"
   : >"$ng/access.log"
-  ok "nginx (pid $nginx_pid) serves a WebDAV HTTP cache at $cache_url"
+  ok "nginx (master pid $(cat "$ng/nginx.pid")) serves a WebDAV HTTP cache at $cache_url"
 else
   fatal "nginx at $cache_url does not store and return blobs (see $ng/error.log)"
 fi
