@@ -8,8 +8,13 @@
 #                                               aarch64 and run under qemu
 #   3. tests/e2e/build_failures.sh              bad models fail the build with one clear line
 #   4. tests/e2e/consumer_test.sh               a separate workspace using the rules through
-#                                               local_path_override, on both architectures
+#                                               local_path_override, on both architectures and in
+#                                               WORKSPACE mode
+#   5. tests/e2e/determinism_test.sh            two checkouts, byte-identical outputs
+#   6. tests/e2e/remote_cache_test.sh           a real HTTP cache (nginx) shared by two checkouts
+#                                               at different paths: every codegen and compile hits
 #
+# Step 1 includes the analysis tests (tests/analysis) and the docs freshness test (docs/).
 # tools/bazel provisions Bazel on first use. The script ends with one summary line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +41,8 @@ step "x86_64 tests" "$BAZEL" test //...
 step "aarch64 tests (qemu)" "$BAZEL" test --config=arm64 //examples/...
 step "build failures" tests/e2e/build_failures.sh
 step "consumer workspace" tests/e2e/consumer_test.sh
+step "determinism" tests/e2e/determinism_test.sh
+step "remote cache" tests/e2e/remote_cache_test.sh
 
 echo
 echo "run_all: $((SECONDS - started)) s"
