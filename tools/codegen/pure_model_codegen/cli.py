@@ -5,17 +5,20 @@
         --out_header=... --out_source=... --out_descriptor=...
 
 Bad input ends the process with one line on stderr naming the file, node and problem, and
-exit status 1; never a traceback.
+exit status 1; never a traceback. Should the generator itself fail on some model in a way it does
+not anticipate, that too is one line (an internal error, to be reported);
+PURE_MODEL_CODEGEN_DEBUG=1 prints the traceback as well.
 """
 
 import json
 import os
 import sys
+import traceback
 
 from absl import app, flags
 
 from pure_model_codegen import emit, frontend, passes, report
-from pure_model_codegen.errors import CodegenError
+from pure_model_codegen.errors import CodegenError, one_line
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "The ONNX model file.")
@@ -67,14 +70,35 @@ def main(argv):
             e.model_path = FLAGS.model_label or FLAGS.model
         print(f"pure_model_codegen: error: {e}", file=sys.stderr)
         return 1
-    _write(FLAGS.out_header, files["header"])
-    _write(FLAGS.out_source, files["source"])
+    except Exception as e:  # noqa: BLE001  the safety net: a bug, still reported as one line
+        return _internal_error(FLAGS.model_label or FLAGS.model, e)
+    outputs = [(FLAGS.out_header, "header"), (FLAGS.out_source, "source")]
     if FLAGS.out_descriptor:
-        _write(FLAGS.out_descriptor, files["descriptor"])
+        outputs.append((FLAGS.out_descriptor, "descriptor"))
     if FLAGS.out_report:
-        _write(FLAGS.out_report, files["report"])
+        outputs.append((FLAGS.out_report, "report"))
+    for path, kind in outputs:
+        try:
+            _write(path, files[kind])
+        except OSError as e:
+            print(one_line(f"pure_model_codegen: error: cannot write {path}: {e.strerror or e}"), file=sys.stderr)
+            return 1
+    if FLAGS.out_report:
         print("pure_model: " + report.summary_line(json.loads(files["report"])), file=sys.stderr)
     return 0
+
+
+def _internal_error(label, error):
+    """Reports an exception the generator did not anticipate: one line, exit status 1."""
+    if os.environ.get("PURE_MODEL_CODEGEN_DEBUG", "") not in ("", "0"):
+        traceback.print_exc()
+    if isinstance(error, MemoryError):
+        message = f"out of memory while generating {label} (the model is too large for this machine)"
+    else:
+        message = (f"internal error while generating {label}: {type(error).__name__}: {error} (a bug in the "
+                   "generator: please report it with the model; PURE_MODEL_CODEGEN_DEBUG=1 shows the traceback)")
+    print(one_line("pure_model_codegen: error: " + message), file=sys.stderr)
+    return 1
 
 
 def run():

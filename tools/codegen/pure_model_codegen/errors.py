@@ -22,4 +22,13 @@ class CodegenError(Exception):
         if self.node is not None:
             parts.append(self.node.describe())
         parts.append(self.message)
-        return ": ".join(parts)
+        return one_line(": ".join(parts))
+
+
+def one_line(text):
+    """`text` with line breaks and other control characters escaped, so it prints as one line.
+
+    Names in a model may hold any characters; a newline in a tensor name must not split the error.
+    """
+    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+                   for ch in str(text))
