@@ -8,9 +8,8 @@ import os
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
-from pure_model_codegen import ir
+from pure_model_codegen import ir, tensor_data
 from pure_model_codegen.errors import CodegenError
 
 # The newest ai.onnx opset this generator knows: newer models may use semantics it has never seen.
@@ -41,12 +40,16 @@ def parse_input_shapes(specs):
 
 
 def load_model(path):
-    """Reads and checks an ONNX file, turning every kind of bad file into a CodegenError."""
+    """Reads and checks an ONNX file, turning every kind of bad file into a CodegenError.
+
+    Returns (model, opsets, initializer values). The generator's own checks come first, because
+    they name the node or tensor at fault; onnx's checker then catches what they do not cover.
+    """
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise CodegenError(f"cannot read the model file: {e.strerror}", model_path=path) from None
+        raise CodegenError(f"cannot read the model file: {e.strerror or e}", model_path=path) from None
     if not data:
         raise CodegenError("the file is empty, not an ONNX model", model_path=path)
     model = onnx.ModelProto()
@@ -62,11 +65,149 @@ def load_model(path):
             model_path=path,
         )
     try:
-        onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else "validation failed"
-        raise CodegenError(f"invalid ONNX model: {first_line}", model_path=path) from None
-    return model
+        opsets = _opsets(model)
+        _check_structure(model.graph, opsets)
+        values = _read_initializers(model.graph, os.path.dirname(os.path.abspath(path)))
+    except CodegenError as e:
+        e.model_path = path
+        raise
+    _run_checker(model, path)
+    return model, opsets, values
+
+
+def _opsets(model):
+    opsets = {}
+    for imp in model.opset_import:
+        domain = "" if imp.domain in ("", "ai.onnx") else imp.domain
+        label = domain or "ai.onnx"
+        if domain in opsets:
+            raise CodegenError(f"the model imports domain {label} twice (opset_import)")
+        if imp.version < 1:
+            raise CodegenError(f"the model imports {label} opset {imp.version}, which is not an opset version")
+        opsets[domain] = imp.version
+    onnx_opset = opsets.get("", 0)
+    if onnx_opset > MAX_ONNX_OPSET:
+        raise CodegenError(
+            f"the model imports ai.onnx opset {onnx_opset}; this generator supports up to {MAX_ONNX_OPSET}"
+        )
+    return opsets
+
+
+def _shell(node, index, opsets):
+    """An attribute-less ir.Node for `node`, to name it in errors."""
+    domain = "" if node.domain in ("", "ai.onnx") else node.domain
+    return ir.Node(op_type=node.op_type, name=node.name or f"{node.op_type}_{index}", inputs=list(node.input),
+                   outputs=list(node.output), attrs={}, domain=domain, opset=opsets.get(domain, 0))
+
+
+def _check_structure(graph, opsets):
+    """Every name defined once, every input defined, nodes in topological order, no cycles."""
+    defined = {}  # tensor name -> what defines it, for graph inputs and initializers
+    for value_info in graph.input:
+        if value_info.name in defined:
+            raise CodegenError(f"graph input '{value_info.name}' is listed twice")
+        defined[value_info.name] = "a graph input"
+    seen_initializers = set()
+    for init in graph.initializer:
+        if init.name in seen_initializers:
+            raise CodegenError(f"initializer '{init.name}' is defined twice")
+        seen_initializers.add(init.name)
+        defined.setdefault(init.name, "an initializer")
+    if graph.sparse_initializer:
+        raise CodegenError(f"sparse initializer '{graph.sparse_initializer[0].values.name}' is not supported")
+
+    producer = {}  # tensor name -> index of the node that outputs it
+    for index, node in enumerate(graph.node):
+        shell = _shell(node, index, opsets)
+        if shell.domain not in opsets:
+            raise CodegenError(f"uses domain {shell.domain or 'ai.onnx'}, which the model does not import "
+                               "(opset_import)", node=shell)
+        for name in node.output:
+            if not name:
+                continue
+            if name in producer:
+                other = _shell(graph.node[producer[name]], producer[name], opsets)
+                raise CodegenError(f"output '{name}' is also an output of node '{other.name}'", node=shell)
+            if name in defined:
+                raise CodegenError(f"output '{name}' is also {defined[name]}", node=shell)
+            producer[name] = index
+    late = None
+    for index, node in enumerate(graph.node):
+        for name in node.input:
+            if not name or name in defined:
+                continue
+            if name not in producer:
+                raise CodegenError(f"input '{name}' is not produced by any node, initializer or graph input",
+                                   node=_shell(node, index, opsets))
+            if producer[name] >= index and late is None:
+                late = (index, name)
+    if late is not None:
+        cycle = _find_cycle(graph, producer, defined)
+        if cycle:
+            names = [_shell(graph.node[i], i, opsets).name for i in cycle]
+            raise CodegenError("the graph has a cycle: " + " -> ".join(f"'{n}'" for n in names + names[:1]),
+                               node=_shell(graph.node[cycle[0]], cycle[0], opsets))
+        index, name = late
+        other = _shell(graph.node[producer[name]], producer[name], opsets)
+        raise CodegenError(f"input '{name}' is produced by node '{other.name}', which comes later; ONNX requires "
+                           "the nodes in topological order", node=_shell(graph.node[index], index, opsets))
+    for output in graph.output:
+        if output.name not in defined and output.name not in producer:
+            raise CodegenError(f"graph output '{output.name}' is not produced by any node, initializer or graph input")
+
+
+def _find_cycle(graph, producer, defined):
+    """Node indices along one cycle of the graph, or None if it has none (iterative: graphs can be deep)."""
+    preds = [sorted({producer[n] for n in node.input if n and n not in defined and n in producer})
+             for node in graph.node]
+    state = [0] * len(graph.node)  # 0 unvisited, 1 on the current path, 2 done
+    for start in range(len(graph.node)):
+        if state[start]:
+            continue
+        path, iters = [start], [iter(preds[start])]
+        state[start] = 1
+        while path:
+            nxt = next(iters[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                iters.pop()
+            elif state[nxt] == 1:
+                cycle = path[path.index(nxt):]
+                return list(reversed(cycle))  # in data-flow order: each node feeds the next
+            elif state[nxt] == 0:
+                state[nxt] = 1
+                path.append(nxt)
+                iters.append(iter(preds[nxt]))
+    return None
+
+
+def _read_initializers(graph, model_dir):
+    values = {}
+    for init in graph.initializer:
+        values[init.name] = tensor_data.read(init, what=f"initializer '{init.name}'", model_dir=model_dir)
+    return values
+
+
+def _run_checker(model, path):
+    """onnx's checker, with external data (already read and checked) left out: the checker would
+    look for it relative to the working directory, not the model's."""
+    checked = model
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        checked = onnx.ModelProto()
+        checked.CopyFrom(model)
+        for t in checked.graph.initializer:
+            if t.data_location == onnx.TensorProto.EXTERNAL:
+                t.data_location = onnx.TensorProto.DEFAULT
+                del t.external_data[:]
+                del t.dims[:]
+                t.dims.append(0)
+                t.raw_data = b""
+    try:
+        onnx.checker.check_model(checked)
+    except Exception as e:  # ValidationError, and whatever else the checker trips over
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        detail = " ".join(lines) if lines else type(e).__name__
+        raise CodegenError(f"invalid ONNX model: {detail}", model_path=path) from None
 
 
 def _static_dims(value_info):
@@ -88,6 +229,8 @@ def _static_dims(value_info):
 def _bind_input(path, value_info, bound):
     name = value_info.name
     dims, names = _static_dims(value_info)
+    if dims is not None and any(d is not None and d < 0 for d in dims):
+        raise CodegenError(f"input '{name}' is declared with a negative dimension {dims}", model_path=path)
     if bound is not None:
         if dims is not None and len(dims) != len(bound):
             raise CodegenError(
@@ -117,10 +260,15 @@ def _bind_input(path, value_info, bound):
     return tuple(dims)
 
 
-def _attribute_value(attr):
-    value = onnx.helper.get_attribute_value(attr)
+def _attribute_value(attr, model_dir):
     if attr.type == onnx.AttributeProto.TENSOR:
-        return numpy_helper.to_array(value)
+        return tensor_data.read(attr.t, what=f"attribute '{attr.name}'", model_dir=model_dir)
+    if attr.type in (onnx.AttributeProto.SPARSE_TENSOR, onnx.AttributeProto.SPARSE_TENSORS):
+        raise CodegenError(f"attribute '{attr.name}' is a sparse tensor, which is not supported")
+    try:
+        value = onnx.helper.get_attribute_value(attr)
+    except Exception as e:  # an attribute without a valid type
+        raise CodegenError(f"attribute '{attr.name}' cannot be read ({e})") from None
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     if isinstance(value, list) and value and isinstance(value[0], bytes):
@@ -128,49 +276,46 @@ def _attribute_value(attr):
     return value
 
 
+def _declared_output(value_info):
+    """(dtype or None, dims with None for unknown, or None when no shape) of a graph output."""
+    tensor_type = value_info.type.tensor_type
+    dtype = tensor_type.elem_type or None
+    if not tensor_type.HasField("shape"):
+        return dtype, None
+    return dtype, [d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim]
+
+
 def import_model(path, input_shapes=None):
     """Loads the ONNX file at `path` and returns an ir.Graph with every input dimension bound."""
     input_shapes = dict(input_shapes or {})
-    model = load_model(path)
+    model, opsets, values = load_model(path)
     graph = model.graph
-    opsets = {(imp.domain or ""): imp.version for imp in model.opset_import}
-    if opsets.get("ai.onnx"):
-        opsets[""] = opsets.pop("ai.onnx")
-    onnx_opset = opsets.get("", 0)
-    if onnx_opset > MAX_ONNX_OPSET:
-        raise CodegenError(
-            f"the model imports ai.onnx opset {onnx_opset}; this generator supports up to {MAX_ONNX_OPSET}",
-            model_path=path,
-        )
+    model_dir = os.path.dirname(os.path.abspath(path))
 
     tensors = {}
     for init in graph.initializer:
-        try:
-            value = numpy_helper.to_array(init, base_dir=os.path.dirname(os.path.abspath(path)))
-        except Exception as e:
-            raise CodegenError(f"initializer '{init.name}' cannot be read: {e}", model_path=path) from None
-        if init.data_type not in ir.DTYPES:
-            raise CodegenError(
-                f"initializer '{init.name}' has unsupported element type {onnx.helper.tensor_dtype_to_string(init.data_type)}",
-                model_path=path,
-            )
-        value = np.ascontiguousarray(value.astype(ir.numpy_type(init.data_type), copy=False))
+        value = np.ascontiguousarray(values[init.name])
         tensors[init.name] = ir.Tensor(init.name, init.data_type, tuple(value.shape), value)
 
     inputs = []
     for value_info in graph.input:
         if value_info.name in tensors:  # IR < 4 models list initializers among the inputs
             continue
-        elem_type = value_info.type.tensor_type.elem_type
         if not value_info.type.HasField("tensor_type"):
             raise CodegenError(f"input '{value_info.name}' is not a tensor", model_path=path)
+        elem_type = value_info.type.tensor_type.elem_type
         if elem_type not in ir.DTYPES:
             raise CodegenError(
                 f"input '{value_info.name}' has unsupported element type "
-                f"{onnx.helper.tensor_dtype_to_string(elem_type)}",
+                f"{tensor_data.type_name(elem_type)}",
                 model_path=path,
             )
         shape = _bind_input(path, value_info, input_shapes.pop(value_info.name, None))
+        try:
+            shape = ir.check_shape(shape, f"input '{value_info.name}'")
+        except CodegenError as e:
+            e.model_path = path
+            raise
         tensors[value_info.name] = ir.Tensor(value_info.name, elem_type, shape)
         inputs.append(value_info.name)
     if input_shapes:
@@ -181,22 +326,19 @@ def import_model(path, input_shapes=None):
         )
 
     nodes = []
-    for index, node in enumerate(graph.node):
-        domain = "" if node.domain in ("", "ai.onnx") else node.domain
-        nodes.append(
-            ir.Node(
-                op_type=node.op_type,
-                name=node.name or f"{node.op_type}_{index}",
-                inputs=list(node.input),
-                outputs=list(node.output),
-                attrs={a.name: _attribute_value(a) for a in node.attribute},
-                domain=domain,
-                opset=opsets.get(domain, 0),
-            )
-        )
+    for index, proto in enumerate(graph.node):
+        node = _shell(proto, index, opsets)
+        for attr in proto.attribute:
+            try:
+                node.attrs[attr.name] = _attribute_value(attr, model_dir)
+            except CodegenError as e:
+                e.model_path, e.node = path, node
+                raise
+        nodes.append(node)
     outputs = [o.name for o in graph.output]
     if not outputs:
         raise CodegenError("the graph has no outputs", model_path=path)
     return ir.Graph(
-        model_path=path, inputs=inputs, outputs=outputs, nodes=nodes, tensors=tensors, opsets=opsets
+        model_path=path, inputs=inputs, outputs=outputs, nodes=nodes, tensors=tensors, opsets=opsets,
+        declared_outputs={o.name: _declared_output(o) for o in graph.output},
     )

@@ -6,9 +6,12 @@ a constant tensor carries its numpy value.
 """
 
 import dataclasses
+import math
 from typing import Any, Dict, List, Optional
 
 import numpy as np
+
+from pure_model_codegen.errors import CodegenError
 
 # ONNX TensorProto.DataType numbers, the C++ type, and the numpy type of each supported dtype.
 DTYPES = {
@@ -25,6 +28,32 @@ DTYPES = {
     13: ("uint64", "std::uint64_t", np.uint64),
 }
 DTYPE_BY_NAME = {name: code for code, (name, _, _) in DTYPES.items()}
+
+
+# Size limits. The kernels index with 32-bit ints and take dimensions as `int` template
+# parameters, so no dimension and no tensor may exceed 2^31 - 1 elements; the arena and the
+# embedded weights are each capped at 16 GiB. Checked wherever a shape enters the graph (inputs,
+# initializers, every inferred output) so that an absurd shape fails clearly instead of
+# overflowing a size in Python, numpy or the generated C++.
+MAX_DIM = (1 << 31) - 1
+MAX_ELEMENTS = (1 << 31) - 1
+MAX_TOTAL_BYTES = 16 << 30
+
+
+def check_shape(shape, what, node=None):
+    """Raises a CodegenError naming `what` unless `shape` is a list of sane dimensions."""
+    dims = [int(d) for d in shape]
+    for i, d in enumerate(dims):
+        if d < 0:
+            raise CodegenError(f"{what} has a negative dimension {d} (dimension {i} of {dims})", node=node)
+        if d > MAX_DIM:
+            raise CodegenError(f"{what} has dimension {i} = {d}, more than the {MAX_DIM} (2^31 - 1) the generated "
+                               "code can index", node=node)
+    elements = math.prod(dims)
+    if elements > MAX_ELEMENTS:
+        raise CodegenError(f"{what} of shape {dims} has {elements} elements, more than the {MAX_ELEMENTS} "
+                           "(2^31 - 1) a tensor may have", node=node)
+    return tuple(dims)
 
 
 def dtype_name(code):
@@ -59,7 +88,7 @@ class Tensor:
 
     @property
     def elements(self):
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        return math.prod(int(d) for d in self.shape)
 
     @property
     def nbytes(self):
@@ -94,9 +123,17 @@ class Graph:
     nodes: List[Node]
     tensors: Dict[str, Tensor]
     opsets: Dict[str, int]
+    # Graph output -> (dtype or None, [dim or None] or None) as the model declares it; the
+    # computed outputs must agree, or callers would size their buffers wrongly.
+    declared_outputs: Dict[str, tuple] = dataclasses.field(default_factory=dict)
 
     def tensor(self, name):
-        return self.tensors[name]
+        tensor = self.tensors.get(name)
+        if tensor is None:
+            if not name:
+                raise CodegenError("a required input is omitted (its name is empty)")
+            raise CodegenError(f"tensor '{name}' is not defined at this point of the graph")
+        return tensor
 
     def producers(self):
         return {out: node for node in self.nodes for out in node.outputs if out}
