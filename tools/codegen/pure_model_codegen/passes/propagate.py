@@ -6,6 +6,8 @@ its outputs become constants and the node disappears. With input shapes bound, t
 Shape -> Gather -> Concat -> Reshape chains that exporters write.
 """
 
+import math
+
 import numpy as np
 
 from pure_model_codegen import ir, ops
@@ -30,43 +32,91 @@ def _check_inputs_known(graph, node, known):
             )
 
 
+def _evaluate(op, node, inputs):
+    """Folds `node` in numpy. The values are the model's own constants, so numpy may reject them
+    (an integer to a negative power, say): that is bad input, reported against the node."""
+    with np.errstate(all="ignore"):
+        try:
+            return op.evaluate(node, [t.value if t is not None else None for t in inputs])
+        except CodegenError:
+            raise
+        except (ValueError, TypeError, ArithmeticError, IndexError, OverflowError) as e:
+            raise CodegenError(f"cannot be evaluated at generation time: {type(e).__name__}: {e}",
+                               node=node) from None
+
+
+def _infer(op, node, graph):
+    results = op.infer(node, graph)
+    named = [o for o in node.outputs if o]
+    if len(results) < len(node.outputs) and any(node.outputs[len(results):]):
+        raise CodegenError(f"produces {len(results)} outputs, the model names {len(named)}", node=node)
+    checked = []
+    for name, (dtype, shape, *rest) in zip(node.outputs, results):
+        shape = ir.check_shape(shape, f"output '{name}'", node=node)
+        checked.append((dtype, shape, rest[0] if rest else None))
+    return checked
+
+
+def _check_declared_outputs(graph):
+    for name in graph.outputs:
+        declared_dtype, declared_dims = graph.declared_outputs.get(name, (None, None))
+        tensor = graph.tensor(name)
+        if declared_dtype is not None and declared_dtype != tensor.dtype:
+            raise CodegenError(f"graph output '{name}' is declared {ir.dtype_name(declared_dtype)} but the graph "
+                               f"computes {tensor.describe()}")
+        if declared_dims is not None and (
+                len(declared_dims) != len(tensor.shape)
+                or any(d is not None and d != t for d, t in zip(declared_dims, tensor.shape))):
+            shown = ",".join("?" if d is None else str(d) for d in declared_dims)
+            raise CodegenError(f"graph output '{name}' is declared with shape [{shown}] but the graph computes "
+                               f"{tensor.describe()}")
+
+
 def run(graph):
     known = set(graph.tensors)
     kept = []
     for node in graph.nodes:
-        _check_inputs_known(graph, node, known)
-        op = ops.lookup(node)
-        results = op.infer(node, graph)
-        if len(results) < len([o for o in node.outputs if o]):
-            raise CodegenError(f"produces {len(results)} outputs, the model names {len(node.outputs)}", node=node)
-        values = [r[2] if len(r) > 2 else None for r in results]
-        inputs = [graph.tensor(name) if name else None for name in node.inputs]
-        foldable = (
-            op.evaluate is not None
-            and all(t is None or t.is_constant for t in inputs)
-            and all(int(np.prod(r[1])) <= MAX_FOLDED_ELEMENTS for r in results)
-        )
-        if foldable and any(v is None for v in values):
-            values = op.evaluate(node, [t.value if t is not None else None for t in inputs])
-        for name, (dtype, shape, *_), value in zip(node.outputs, results, values):
-            if not name:
-                continue
-            if name in known:
-                raise CodegenError(f"output '{name}' is already defined elsewhere in the graph", node=node)
-            if any(int(d) < 0 for d in shape):
-                raise CodegenError(f"output '{name}' would have a negative dimension {list(shape)}", node=node)
-            if value is not None:
-                value = np.ascontiguousarray(np.asarray(value).astype(ir.numpy_type(dtype), copy=False))
-                if tuple(value.shape) != tuple(shape):
-                    raise CodegenError(f"folding gave shape {list(value.shape)}, inference {list(shape)}", node=node)
-            graph.tensors[name] = ir.Tensor(name, dtype, tuple(int(d) for d in shape), value)
-            known.add(name)
-        if all(v is not None for v in values[: len(node.outputs)]) and all(
-                graph.tensors[o].is_constant for o in node.outputs if o):
-            continue  # folded: its outputs are constants now
-        kept.append(node)
+        try:
+            folded = _propagate_node(graph, node, known)
+        except CodegenError as e:
+            e.node = e.node or node
+            raise
+        if not folded:
+            kept.append(node)
     for name in graph.outputs:
         if name not in known:
             raise CodegenError(f"graph output '{name}' is not produced by any node or input")
+    _check_declared_outputs(graph)
     graph.nodes = kept
     return graph
+
+
+def _propagate_node(graph, node, known):
+    """Shapes the node's outputs; True when it folded away (its outputs are constants now)."""
+    _check_inputs_known(graph, node, known)
+    op = ops.lookup(node)
+    results = _infer(op, node, graph)
+    values = [r[2] for r in results]
+    inputs = [graph.tensor(name) if name else None for name in node.inputs]
+    foldable = (
+        op.evaluate is not None
+        and all(t is None or t.is_constant for t in inputs)
+        and all(math.prod(r[1]) <= MAX_FOLDED_ELEMENTS for r in results)
+    )
+    if foldable and any(v is None for v in values):
+        values = _evaluate(op, node, inputs)
+        if len(values) < len(results):
+            raise CodegenError(f"folding gave {len(values)} outputs, inference {len(results)}", node=node)
+    for name, (dtype, shape, _), value in zip(node.outputs, results, values):
+        if not name:
+            continue
+        if name in known:
+            raise CodegenError(f"output '{name}' is already defined elsewhere in the graph", node=node)
+        if value is not None:
+            value = np.ascontiguousarray(np.asarray(value).astype(ir.numpy_type(dtype), copy=False))
+            if tuple(value.shape) != tuple(shape):
+                raise CodegenError(f"folding gave shape {list(value.shape)}, inference {list(shape)}", node=node)
+        graph.tensors[name] = ir.Tensor(name, dtype, shape, value)
+        known.add(name)
+    return all(v is not None for v in values[: len(node.outputs)]) and all(
+        graph.tensors[o].is_constant for o in node.outputs if o)
