@@ -5,6 +5,8 @@ import re
 
 import numpy as np
 
+from pure_model_codegen.errors import one_line
+
 
 def float_literal(value):
     """A float32 C++ literal that reads back to exactly the same value."""
@@ -30,6 +32,42 @@ def identifier(name, prefix=""):
     if text.startswith("_"):
         text = "v" + text
     return text
+
+
+def comment_text(text):
+    """`text` (a name from the model, say) made safe inside a // comment: one line, printable."""
+    return one_line(text)
+
+
+def string_literal(text):
+    """A C++ string literal spelling `text` exactly, whatever characters it holds."""
+    out = []
+    for byte in str(text).encode("utf-8", errors="surrogatepass"):
+        ch = chr(byte)
+        if 0x20 <= byte < 0x7F and ch not in "\\\"?":
+            out.append(ch)
+        else:
+            out.append(f"\\{byte:03o}")
+    return '"' + "".join(out) + '"'
+
+
+# Identifiers the generated code declares itself (loop counters, locals), C++ keywords, and
+# lowercase macros the standard headers may define: a tensor must never be given one of these.
+_KEYWORDS = set("""
+    alignas alignof and and_eq asm auto bitand bitor bool break case catch char char8_t char16_t char32_t class
+    compl concept const consteval constexpr constinit const_cast continue co_await co_return co_yield decltype
+    default delete do double dynamic_cast else enum explicit export extern false float for friend goto if inline
+    int long mutable namespace new noexcept not not_eq nullptr operator or or_eq private protected public register
+    reinterpret_cast requires return short signed sizeof static static_assert static_cast struct switch template
+    this thread_local throw true try typedef typeid typename union unsigned using virtual void volatile wchar_t
+    while xor xor_eq errno assert stdin stdout stderr linux unix i386 main std pure_model
+    i j o v row batch base
+""".split())
+_RESERVED_PATTERN = re.compile(r"^(i\d+|_.*|.*__.*)$")
+
+
+def is_reserved(name):
+    return name in _KEYWORDS or bool(_RESERVED_PATTERN.match(name))
 
 
 def camel_case(name):

@@ -30,7 +30,8 @@ class _Names:
 
     def take(self, base):
         name, suffix = base, 2
-        while name in self._used:
+        # Never a keyword or a name the generated code declares itself (loop counters and locals).
+        while name in self._used or cpp.is_reserved(name):
             name, suffix = f"{base}_{suffix}", suffix + 1
         self._used.add(name)
         return name
@@ -79,8 +80,9 @@ class EmitContext:
             var = self._names.take("kWeight" + cpp.camel_case(cpp.identifier(tensor_name)))
             self._tensor_vars[tensor_name] = var
             self.weights.append(dict(
-                var=var, onnx_name=tensor_name, cpp_type=ir.cpp_type(tensor.dtype), size=max(tensor.elements, 1),
-                describe=tensor.describe(), lines=_format_values(tensor.value, tensor.dtype)))
+                var=var, onnx_name=cpp.comment_text(tensor_name), cpp_type=ir.cpp_type(tensor.dtype),
+                size=max(tensor.elements, 1), describe=tensor.describe(),
+                lines=_format_values(tensor.value, tensor.dtype)))
             self.weight_bytes += tensor.nbytes
         return self._tensor_vars[tensor_name]
 
@@ -96,19 +98,24 @@ class EmitContext:
                 rows.append(("int", field, str(int(value))))
             else:
                 rows.append(("float", field, cpp.float_literal(value)))
-        self.param_structs.append((f"Shapes and attributes of node '{node.name}' ({node.op_type}).", name, rows))
+        for type_, field, value in rows:
+            if type_ == "int" and not -(1 << 31) <= int(value) < (1 << 31):
+                raise CodegenError(f"{field} = {value} does not fit the kernels' 32-bit int parameters", node=node)
+        self.param_structs.append(
+            (cpp.comment_text(f"Shapes and attributes of node '{node.name}' ({node.op_type})."), name, rows))
         return name
 
     def int_table(self, node, label, values):
         name = self._names.take(cpp.identifier(f"k_{cpp.camel_case(node.name)}_{label}"))
         lines = _format_values(np.asarray(values, dtype=np.int64), 7)
-        self.derived.append((f"{label} of node '{node.name}' ({node.op_type}).", "std::size_t", name,
+        self.derived.append((cpp.comment_text(f"{label} of node '{node.name}' ({node.op_type})."), "std::size_t", name,
                              len(values), [ln.replace("LL", "") for ln in lines]))
         return name
 
     def derived_constant(self, node, label, array):
         name = self._names.take("k" + cpp.camel_case(node.name) + cpp.camel_case(label))
-        self.derived.append((f"{label} of node '{node.name}' ({node.op_type}), computed at generation time.",
+        self.derived.append((cpp.comment_text(f"{label} of node '{node.name}' ({node.op_type}), computed at "
+                                              "generation time."),
                              "float", name, int(np.asarray(array).size), _format_values(array, 1)))
         return name
 
@@ -119,12 +126,15 @@ def _describe_step(node, graph):
     text = f"node '{node.name}' ({node.op_type}): {ins} -> {outs}"
     if "_fused_from" in node.attrs:
         text += f"; applies the activation of node '{node.attrs['_fused_from']}'"
-    return text
+    return cpp.comment_text(text)
 
 
 def generate(graph, *, namespace, class_name, header_include, model_label, cpu):
     """Returns {"header", "source", "descriptor", "report"} texts for the planned graph."""
     plan = memory.plan(graph)
+    if plan.arena_bytes > ir.MAX_TOTAL_BYTES:
+        raise CodegenError(f"the intermediate tensors need an arena of {plan.arena_bytes} bytes, more than the "
+                           f"{ir.MAX_TOTAL_BYTES} (16 GiB) the generator supports")
     names = _Names()
     # Identifiers the templates use themselves.
     for reserved in ("arena_", "Run", class_name):
@@ -134,7 +144,8 @@ def generate(graph, *, namespace, class_name, header_include, model_label, cpu):
         tensor = graph.tensor(name)
         base = cpp.camel_case(cpp.identifier(name))
         return dict(
-            onnx_name=name, index=index, kind=kind, dtype=ir.dtype_name(tensor.dtype),
+            onnx_name=cpp.comment_text(name), name_literal=cpp.string_literal(name), index=index, kind=kind,
+            dtype=ir.dtype_name(tensor.dtype),
             cpp_type=ir.cpp_type(tensor.dtype), shape=list(tensor.shape), elements=tensor.elements,
             bytes=tensor.nbytes, rank=len(tensor.shape), dtype_code=tensor.dtype,
             param=names.take(cpp.identifier(name).lower()),
@@ -158,12 +169,13 @@ def generate(graph, *, namespace, class_name, header_include, model_label, cpu):
             tensor_vars[name] = var
             if name not in plan.alias_of:
                 activations.append(dict(var=var, cpp_type=ir.cpp_type(tensor.dtype), offset=plan.storage[name].offset,
-                                        onnx_name=name, describe=tensor.describe()))
+                                        tensor=name, onnx_name=cpp.comment_text(name), describe=tensor.describe()))
             else:  # a view: the same bytes as the tensor it renames
                 root = plan.alias_of[name]
                 const = "const " if plan.storage[root].kind in ("input", "constant") else ""
                 activations.append(dict(var=var, cpp_type=const + ir.cpp_type(tensor.dtype), offset=None,
-                                        source=root, onnx_name=name, describe=tensor.describe()))
+                                        source=root, tensor=name, onnx_name=cpp.comment_text(name),
+                                        describe=tensor.describe()))
 
     ctx = EmitContext(graph, names, tensor_vars)
     steps = []
@@ -190,18 +202,22 @@ def generate(graph, *, namespace, class_name, header_include, model_label, cpu):
         entry = outputs[index]
         final_copies.append(dict(dst=entry["param"], src=ctx.ptr(source), bytes=entry["bytes"],
                                  onnx_name=entry["onnx_name"]))
+    if ctx.weight_bytes > ir.MAX_TOTAL_BYTES:
+        raise CodegenError(f"the weights take {ctx.weight_bytes} bytes, more than the {ir.MAX_TOTAL_BYTES} (16 GiB) "
+                           "the generator embeds")
 
     # A view that is used keeps the tensor it renames in use too.
     for name in sorted(ctx.used):
         if name in plan.alias_of:
             ctx.used.add(plan.alias_of[name])
-    activations = [a for a in activations if a["onnx_name"] in ctx.used]
+    activations = [a for a in activations if a["tensor"] in ctx.used]
     for a in activations:
         if a["offset"] is None:
             a["source"] = ctx.ptr(a["source"])
     guard = cpp.identifier(f"{namespace}_{class_name}_H_".replace("::", "_")).upper()
     common = dict(
-        namespace=namespace, class_name=class_name, header_include=header_include, model_label=model_label,
+        namespace=namespace, class_name=class_name, header_include=header_include,
+        model_label=cpp.comment_text(model_label),
         inputs=inputs, outputs=outputs, arena_bytes=plan.arena_bytes, weight_bytes=ctx.weight_bytes, cpu=cpu,
         guard=guard, opsets=sorted(graph.opsets.items()),
     )

@@ -19,7 +19,7 @@ constexpr std::int64_t k${io["kind"].capitalize()}${io["index"]}Dims[] = {${", "
 % if inputs:
 const TensorInfo kInputs[] = {
 % for io in inputs:
-    {"${io["onnx_name"].replace("\\", "\\\\").replace('"', '\\"')}", static_cast<DType>(${io["dtype_code"]}), ${io["rank"]}, kInput${io["index"]}Dims, ${io["elements"]}, ${io["bytes"]}},
+    {${io["name_literal"]}, static_cast<DType>(${io["dtype_code"]}), ${io["rank"]}, kInput${io["index"]}Dims, ${io["elements"]}, ${io["bytes"]}},
 % endfor
 };
 % else:
@@ -28,7 +28,7 @@ const TensorInfo* const kInputs = nullptr;
 
 const TensorInfo kOutputs[] = {
 % for io in outputs:
-    {"${io["onnx_name"].replace("\\", "\\\\").replace('"', '\\"')}", static_cast<DType>(${io["dtype_code"]}), ${io["rank"]}, kOutput${io["index"]}Dims, ${io["elements"]}, ${io["bytes"]}},
+    {${io["name_literal"]}, static_cast<DType>(${io["dtype_code"]}), ${io["rank"]}, kOutput${io["index"]}Dims, ${io["elements"]}, ${io["bytes"]}},
 % endfor
 };
 
