@@ -51,12 +51,17 @@ def supported_ops():
 
 
 # Attribute helpers shared by the op modules.
+def _shown(value, limit=60):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def attr_int(node, name, default=None):
     value = node.attrs.get(name, default)
     if value is None:
         raise CodegenError(f"required attribute '{name}' is missing", node=node)
     if not isinstance(value, int):
-        raise CodegenError(f"attribute '{name}' must be an int, got {value!r}", node=node)
+        raise CodegenError(f"attribute '{name}' must be an int, got {_shown(value)}", node=node)
     return value
 
 
@@ -64,11 +69,16 @@ def attr_ints(node, name, default=None):
     value = node.attrs.get(name, default)
     if value is None:
         return None
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) for v in value):
+        raise CodegenError(f"attribute '{name}' must be a list of ints, got {_shown(value)}", node=node)
     return [int(v) for v in value]
 
 
 def attr_float(node, name, default):
-    return float(node.attrs.get(name, default))
+    value = node.attrs.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CodegenError(f"attribute '{name}' must be a float, got {_shown(value)}", node=node)
+    return float(value)
 
 
 def normalize_axis(node, axis, rank, what="axis"):
