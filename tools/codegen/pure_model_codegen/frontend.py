@@ -294,7 +294,8 @@ def import_model(path, input_shapes=None):
 
     tensors = {}
     for init in graph.initializer:
-        value = np.ascontiguousarray(values[init.name])
+        # np.asarray, not np.ascontiguousarray: that one turns a scalar (0-d) into shape [1].
+        value = np.asarray(values[init.name], order="C")
         tensors[init.name] = ir.Tensor(init.name, init.data_type, tuple(value.shape), value)
 
     inputs = []

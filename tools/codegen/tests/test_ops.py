@@ -166,3 +166,19 @@ def test_folded_shape_chain_and_gather(tmp_path):
         helper.make_node("Sigmoid", ["picked"], ["y"]),
     ]
     run_case(tmp_path, nodes, {"x": rand(2, 3, 2)}, [("y", None)], inits)
+
+
+def test_scalar_constant_and_initializer_keep_rank_0(tmp_path):
+    # A 0-d Constant (as exporters write for `x + 1`) folds to a 0-d value, and a 0-d initializer
+    # stays 0-d: both once came out as shape [1], which failed folding or changed output ranks.
+    from pure_model_codegen import frontend, passes
+
+    one = helper.make_tensor("one", 1, [], [1.0])
+    nodes = [helper.make_node("Constant", [], ["c"], value=one), helper.make_node("Add", ["x", "c"], ["a"]),
+             helper.make_node("Mul", ["a", "s"], ["y"])]
+    feeds = {"x": rand(2, 3)}
+    run_case(tmp_path, nodes, feeds, [("y", None)], inits={"s": np.float32(3.0)})
+    graph = passes.run_all(frontend.import_model(save(make_model(
+        [helper.make_node("Add", ["x", "s"], ["y"])], [("x", [])], [("y", [])], {"s": np.float32(2.0)}),
+        tmp_path, "scalar.onnx"), {}))
+    assert graph.tensor("s").shape == () and graph.tensor("y").shape == ()

@@ -113,7 +113,8 @@ def _propagate_node(graph, node, known):
         if name in known:
             raise CodegenError(f"output '{name}' is already defined elsewhere in the graph", node=node)
         if value is not None:
-            value = np.ascontiguousarray(np.asarray(value).astype(ir.numpy_type(dtype), copy=False))
+            # order="C" keeps a scalar 0-d (np.ascontiguousarray would make it shape [1]).
+            value = np.asarray(np.asarray(value).astype(ir.numpy_type(dtype), copy=False), order="C")
             if tuple(value.shape) != tuple(shape):
                 raise CodegenError(f"folding gave shape {list(value.shape)}, inference {list(shape)}", node=node)
         graph.tensors[name] = ir.Tensor(name, dtype, shape, value)
