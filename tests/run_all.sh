@@ -6,6 +6,8 @@
 #                                               reference evaluator, on x86-64
 #   2. bazel test --config=arm64 //examples/... the same example tests, cross-compiled for
 #                                               aarch64 and run under qemu
+#   2b. bazel test --config=asan //examples/... the example tests under AddressSanitizer and
+#                                               UndefinedBehaviorSanitizer
 #   3. tests/e2e/build_failures.sh              bad models fail the build with one clear line
 #   4. tests/e2e/consumer_test.sh               a separate workspace using the rules through
 #                                               local_path_override, on both architectures and in
@@ -39,6 +41,7 @@ step() {
 
 step "x86_64 tests" "$BAZEL" test //...
 step "aarch64 tests (qemu)" "$BAZEL" test --config=arm64 //examples/...
+step "sanitizers (ASan+UBSan)" "$BAZEL" test --config=asan //examples/...
 step "build failures" tests/e2e/build_failures.sh
 step "consumer workspace" tests/e2e/consumer_test.sh
 step "determinism" tests/e2e/determinism_test.sh

@@ -53,6 +53,8 @@ def _gcc_toolchain_config_impl(ctx):
             "-Wall",
             "-no-canonical-prefixes",
             "-fno-canonical-system-headers",
+            # The harnesses run model instances on threads.
+            "-pthread",
             # Object files must not depend on when or where they were built.
             "-Wno-builtin-macro-redefined",
             "-D__DATE__=\"redacted\"",
@@ -63,6 +65,7 @@ def _gcc_toolchain_config_impl(ctx):
         _flags_feature("default_link_flags", _LINK_ACTIONS, [
             "-no-canonical-prefixes",
             "-Wl,--build-id=none",
+            "-pthread",
             "-lstdc++",
             "-lm",
         ] + ctx.attr.extra_link_flags),

@@ -1,6 +1,7 @@
 // <model>_test: runs the model on stored inputs and compares its outputs with stored expected
 // values. Also checks that the model is deterministic and keeps no hidden state: a second
-// instance, and a second run of the first instance, must reproduce the first run bit for bit.
+// instance, a second run of the first instance, and two instances running concurrently on two
+// threads must reproduce the first run bit for bit.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -10,6 +11,7 @@
 #include <filesystem>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 #include "tools/harness/harness_util.h"
@@ -308,6 +310,22 @@ int CheckMain(int argc, char** argv) {
   second_instance.Run(inputs.data(), fresh.pointers());
   instance.Run(inputs.data(), again.pointers());
 
+  // Two more instances run on two threads at once, many times over so that the runs overlap:
+  // instances may share nothing writable, so each must still reproduce the first run.
+  constexpr int kConcurrentRuns = 16;
+  RunOutputs thread_a(model, 0x3c), thread_b(model, 0xe1);
+  {
+    ModelInstance a(model), b(model);
+    if (!a.ok() || !b.ok()) return Fail(program, "could not create the instances for the threads");
+    auto work = [&inputs](const ModelInstance* m, const RunOutputs* out) {
+      for (int run = 0; run < kConcurrentRuns; ++run) m->Run(inputs.data(), out->pointers());
+    };
+    std::thread first_thread(work, &a, &thread_a);
+    std::thread second_thread(work, &b, &thread_b);
+    first_thread.join();
+    second_thread.join();
+  }
+
   int passed = 0, failed = 0;
   for (int i = 0; i < model.num_outputs; ++i) {
     const TensorInfo& info = model.outputs[i];
@@ -327,7 +345,11 @@ int CheckMain(int argc, char** argv) {
     CheckSame(info, first.data(i), fresh.data(i), "a second instance", &verdict);
     CheckSame(info, first.data(i), again.data(i), "a second run of the first instance",
               &verdict);
-    if (!first.GuardIntact(i) || !fresh.GuardIntact(i) || !again.GuardIntact(i)) {
+    CheckSame(info, first.data(i), thread_a.data(i), "an instance on a thread", &verdict);
+    CheckSame(info, first.data(i), thread_b.data(i), "a concurrent instance on another thread",
+              &verdict);
+    if (!first.GuardIntact(i) || !fresh.GuardIntact(i) || !again.GuardIntact(i) ||
+        !thread_a.GuardIntact(i) || !thread_b.GuardIntact(i)) {
       verdict.ok = false;
       verdict.details.push_back("the model wrote past the end of this output");
     }
