@@ -82,7 +82,7 @@ def attr_float(node, name, default):
 
 
 def normalize_axis(node, axis, rank, what="axis"):
-    if not -rank <= axis < max(rank, 1):
+    if not -rank <= axis < rank:
         raise CodegenError(f"{what} {axis} is out of range for rank {rank}", node=node)
     return axis + rank if axis < 0 else axis
 

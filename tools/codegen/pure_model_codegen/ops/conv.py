@@ -73,7 +73,9 @@ def _conv_geometry(node, graph):
     group = attr_int(node, "group", 1)
     n, c = x.shape[:2]
     m = w.shape[0]
-    if group < 1 or c % group or m % group:
+    if group < 1:
+        raise CodegenError(f"group must be at least 1, got {group}", node=node)
+    if c % group or m % group:
         raise CodegenError(f"group {group} does not divide input channels {c} and output channels {m}", node=node)
     if w.shape[1] * group != c:
         raise CodegenError(

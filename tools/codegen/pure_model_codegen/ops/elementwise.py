@@ -87,6 +87,14 @@ for _op, (_expr, _fn, _defaults) in _UNARY.items():
 
 # Clip: bounds are attributes before opset 11 and optional constant inputs from 11 on.
 def clip_bounds(node, graph):
+    """(lo, hi) with lo <= hi: ONNX clips to max everywhere when min > max, which lo = hi does too."""
+    lo, hi = _clip_bounds(node, graph)
+    if np.isnan(lo) or np.isnan(hi):
+        raise CodegenError(f"a bound is NaN (min {lo}, max {hi})", node=node)
+    return min(lo, hi), hi
+
+
+def _clip_bounds(node, graph):
     if node.opset < 11:
         return attr_float(node, "min", -np.inf), attr_float(node, "max", np.inf)
     bounds = []
@@ -117,6 +125,8 @@ def _clip_evaluate(node, values):
     else:
         lo = values[1] if len(values) > 1 and values[1] is not None else -np.inf
         hi = values[2] if len(values) > 2 and values[2] is not None else np.inf
+    if np.isnan(lo).any() or np.isnan(hi).any():
+        raise CodegenError("a bound is NaN", node=node)
     return [np.minimum(np.maximum(values[0], lo), hi).astype(values[0].dtype)]
 
 
@@ -184,7 +194,12 @@ def _make_binary(op_type, expr, fn):
         dtype = values[0].dtype
         if op_type == "Div":
             if np.issubdtype(dtype, np.integer):
-                result = np.trunc(values[0] / values[1])
+                if (np.asarray(values[1]) == 0).any():
+                    raise CodegenError("integer division by zero while folding at generation time", node=node)
+                # Truncates toward zero, as C++ does, in integer arithmetic (no float rounding).
+                a, b = np.asarray(values[0]), np.asarray(values[1])
+                quotient, remainder = np.floor_divide(a, b), np.remainder(a, b)
+                result = quotient + ((remainder != 0) & ((a < 0) ^ (b < 0))).astype(quotient.dtype)
             else:
                 result = values[0] / values[1]
         else:

@@ -6,6 +6,8 @@ shapes; once input shapes are bound they fold away at generation time, and the b
 clearly when one of them is left with data that is only known at run time.
 """
 
+import math
+
 import numpy as np
 
 from pure_model_codegen import cpp, ir
@@ -48,11 +50,11 @@ def _reshape_target(node, graph):
     if out.count(-1) > 1 or any(d < -1 for d in out):
         raise CodegenError(f"shape {shape} is invalid (at most one -1, no other negatives)", node=node)
     if -1 in out:
-        known = int(np.prod([d for d in out if d != -1]))
+        known = math.prod(d for d in out if d != -1)
         if known == 0 or x.elements % known:
             raise CodegenError(f"cannot reshape {list(x.shape)} to {shape}", node=node)
         out[out.index(-1)] = x.elements // known
-    if int(np.prod(out)) != x.elements:
+    if math.prod(out) != x.elements:
         raise CodegenError(f"cannot reshape {list(x.shape)} ({x.elements} elements) to {out}", node=node)
     return tuple(out)
 
@@ -180,6 +182,8 @@ register(
 
 def _concat_axis(node, graph):
     tensors = [graph.tensor(n) for n in node.inputs if n]
+    if not tensors:
+        raise CodegenError("has no inputs (every input name is empty)", node=node)
     rank = len(tensors[0].shape)
     axis = normalize_axis(node, attr_int(node, "axis"), rank)
     return tensors, axis
@@ -285,7 +289,7 @@ def _shape_infer(node, graph):
 
 def _shape_range(node, rank):
     start = attr_int(node, "start", 0)
-    end = node.attrs.get("end", rank)
+    end = attr_int(node, "end", rank)
     start = min(max(start + rank if start < 0 else start, 0), rank)
     end = min(max(end + rank if end < 0 else end, 0), rank)
     return start, end
@@ -299,10 +303,17 @@ def _constant_value(node):
         if key in node.attrs:
             value = node.attrs[key]
             if key == "value":
-                return np.asarray(value)
+                if not isinstance(value, np.ndarray):
+                    raise CodegenError("attribute 'value' must be a tensor", node=node)
+                return value
             dtype = np.float32 if "float" in key else np.int64
-            return np.asarray(value, dtype=dtype)
-    raise CodegenError("Constant needs one of value, value_float(s), value_int(s)", node=node)
+            try:
+                return np.asarray(value, dtype=dtype)
+            except (TypeError, ValueError, OverflowError):
+                raise CodegenError(f"attribute '{key}' does not hold {'floats' if 'float' in key else 'ints'}",
+                                   node=node) from None
+    raise CodegenError("Constant needs one of value, value_float(s), value_int(s); "
+                       f"it has {', '.join(sorted(node.attrs)) or 'no attributes'}", node=node)
 
 
 def _constant_infer(node, graph):
@@ -326,11 +337,18 @@ register("Cast", infer=_cast_infer,
 
 def _constant_of_shape_value(node):
     value = node.attrs.get("value")
-    return np.zeros(1, np.float32) if value is None else np.asarray(value).reshape(-1)
+    if value is None:
+        return np.zeros(1, np.float32)
+    if not isinstance(value, np.ndarray) or value.size != 1:
+        raise CodegenError("attribute 'value' must be a tensor of one element", node=node)
+    return value.reshape(-1)
 
 
 def _constant_of_shape_infer(node, graph):
+    input_count(node, 1)
     shape = constant_input(node, graph, 0, "shape")
+    if shape is None:
+        raise CodegenError("the shape input is omitted", node=node)
     value = _constant_of_shape_value(node)
     return [(ir.dtype_of_numpy(value.dtype), tuple(int(d) for d in np.asarray(shape).reshape(-1)))]
 
@@ -343,26 +361,48 @@ register("ConstantOfShape", infer=_constant_of_shape_infer,
 def _slice_params(node, shape, values):
     rank = len(shape)
     if node.opset < 10:
-        starts, ends = attr_ints(node, "starts"), attr_ints(node, "ends")
-        axes = attr_ints(node, "axes") or list(range(len(starts)))
-        steps = [1] * len(starts)
+        starts, ends, axes = attr_ints(node, "starts"), attr_ints(node, "ends"), attr_ints(node, "axes")
+        steps = None
+        if starts is None or ends is None:
+            raise CodegenError("attributes 'starts' and 'ends' are required", node=node)
     else:
-        starts, ends = [list(np.asarray(values[i]).reshape(-1)) for i in (1, 2)]
-        axes = list(np.asarray(values[3]).reshape(-1)) if len(values) > 3 and values[3] is not None \
-            else list(range(len(starts)))
-        steps = list(np.asarray(values[4]).reshape(-1)) if len(values) > 4 and values[4] is not None \
-            else [1] * len(starts)
+        given = []
+        for index, label in ((1, "starts"), (2, "ends"), (3, "axes"), (4, "steps")):
+            value = values[index] if len(values) > index else None
+            if value is None:
+                if index <= 2:
+                    raise CodegenError(f"input '{label}' is required", node=node)
+                given.append(None)
+                continue
+            value = np.asarray(value)
+            if value.dtype.kind not in "iu":
+                raise CodegenError(f"input '{label}' must be int32 or int64, got {value.dtype}", node=node)
+            given.append([int(v) for v in value.reshape(-1)])
+        starts, ends, axes, steps = given
+    axes = list(range(len(starts))) if axes is None else axes
+    steps = [1] * len(starts) if steps is None else steps
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise CodegenError(f"starts, ends, axes and steps differ in length ({len(starts)}, {len(ends)}, "
+                           f"{len(axes)}, {len(steps)})", node=node)
     slices = [slice(None)] * rank
+    seen = set()
     for s, e, a, st in zip(starts, ends, axes, steps):
-        slices[normalize_axis(node, int(a), rank)] = slice(int(s), int(e), int(st))
+        axis = normalize_axis(node, a, rank)
+        if axis in seen:
+            raise CodegenError(f"axis {axis} is sliced twice", node=node)
+        seen.add(axis)
+        if st == 0:
+            raise CodegenError(f"step 0 on axis {axis}", node=node)
+        slices[axis] = slice(s, e, st)
     return tuple(slices)
 
 
 def _slice_infer(node, graph):
+    input_count(node, 1, 5)
     x = graph.tensor(node.inputs[0])
     values = [None] + [constant_input(node, graph, i, "slice parameter") for i in range(1, len(node.inputs))]
-    probe = np.empty(x.shape, dtype=np.uint8)
-    return [(x.dtype, probe[_slice_params(node, x.shape, values)].shape)]
+    slices = _slice_params(node, x.shape, values)
+    return [(x.dtype, tuple(len(range(*sl.indices(d))) for sl, d in zip(slices, x.shape)))]
 
 
 register("Slice", infer=_slice_infer,
