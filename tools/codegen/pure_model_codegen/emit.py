@@ -124,6 +124,8 @@ def _describe_step(node, graph):
     ins = ", ".join(f"'{n}' {graph.tensor(n).describe()}" for n in node.inputs if n)
     outs = ", ".join(f"'{n}' {graph.tensor(n).describe()}" for n in node.outputs if n)
     text = f"node '{node.name}' ({node.op_type}): {ins} -> {outs}"
+    if "_folded_batchnorm" in node.attrs:
+        text += f"; includes node '{node.attrs['_folded_batchnorm']}' (BatchNormalization), folded into weights"
     if "_fused_from" in node.attrs:
         text += f"; applies the activation of node '{node.attrs['_fused_from']}'"
     return cpp.comment_text(text)
@@ -144,7 +146,8 @@ def generate(graph, *, namespace, class_name, header_include, model_label, cpu):
         tensor = graph.tensor(name)
         base = cpp.camel_case(cpp.identifier(name))
         return dict(
-            onnx_name=cpp.comment_text(name), name_literal=cpp.string_literal(name), index=index, kind=kind,
+            tensor=name, onnx_name=cpp.comment_text(name), name_literal=cpp.string_literal(name), index=index,
+            kind=kind,
             dtype=ir.dtype_name(tensor.dtype),
             cpp_type=ir.cpp_type(tensor.dtype), shape=list(tensor.shape), elements=tensor.elements,
             bytes=tensor.nbytes, rank=len(tensor.shape), dtype_code=tensor.dtype,
@@ -157,9 +160,9 @@ def generate(graph, *, namespace, class_name, header_include, model_label, cpu):
 
     tensor_vars, activations = {}, []
     for entry in inputs:
-        tensor_vars[entry["onnx_name"]] = entry["param"]
+        tensor_vars[entry["tensor"]] = entry["param"]
     for entry in outputs:
-        tensor_vars.setdefault(entry["onnx_name"], entry["param"])
+        tensor_vars.setdefault(entry["tensor"], entry["param"])
     for node in graph.nodes:
         for name in node.outputs:
             if not name or name in tensor_vars:
@@ -211,6 +214,8 @@ def generate(graph, *, namespace, class_name, header_include, model_label, cpu):
         if name in plan.alias_of:
             ctx.used.add(plan.alias_of[name])
     activations = [a for a in activations if a["tensor"] in ctx.used]
+    # An input the model never reads (a dead branch) stays in Run()'s signature, used for nothing.
+    unused_inputs = [entry["param"] for entry in inputs if entry["tensor"] not in ctx.used]
     for a in activations:
         if a["offset"] is None:
             a["source"] = ctx.ptr(a["source"])
@@ -225,6 +230,7 @@ def generate(graph, *, namespace, class_name, header_include, model_label, cpu):
         "header": _template("model.h.mako").render(**common),
         "source": _template("model.cc.mako").render(
             weights=ctx.weights, activations=activations, steps=steps, param_structs=ctx.param_structs,
+            unused_inputs=unused_inputs,
             derived=ctx.derived, final_copies=final_copies, **common),
         "descriptor": _template("descriptor.cc.mako").render(**common),
     }

@@ -43,6 +43,9 @@ alignas(64) const ${w["cpp_type"]} ${w["var"]}[${w["size"]}] = {
 }  // namespace
 
 void ${class_name}::Run(${", ".join([f'const {io["cpp_type"]}* {io["param"]}' for io in inputs] + [f'{io["cpp_type"]}* {io["param"]}' for io in outputs])}) {
+% for param in unused_inputs:
+  (void)${param};  // an input the model's outputs do not depend on
+% endfor
 % for a in activations:
 %   if a["offset"] is not None:
   // '${a["onnx_name"]}': ${a["describe"]}, at arena offset ${a["offset"]}
