@@ -10,6 +10,14 @@ _CPU = {
     "//conditions:default": "generic",
 }
 
+# The x86-64 level of the target platform (see //platforms); the kernels are written once with
+# generic vectors and the compiler maps them onto what the level allows.
+_ISA_COPTS = select({
+    Label("//platforms:is_x86_64_v3"): ["-march=x86-64-v3"],
+    Label("//platforms:is_x86_64_v4"): ["-march=x86-64-v4"],
+    "//conditions:default": [],
+})
+
 def pure_model_library(
         name,
         model,
@@ -95,7 +103,7 @@ def pure_model_library(
         name = name,
         hdrs = [name + ".h"],
         srcs = [name + ".cc"],
-        copts = copts,
+        copts = copts + _ISA_COPTS,
         deps = [Label("//runtime:kernels")],
         visibility = visibility,
         tags = tags,

@@ -76,6 +76,111 @@ inline void Conv2D(const float* x, const float* w, const float* bias, float* y) 
   }
 }
 
+// --- Convolution as a register-blocked matrix product -------------------------------------
+//
+// out[m][p] = sum_k W[m][k] * X[k][p], where p runs over output positions and k over
+// (input channel, kernel row, kernel column). W is packed at generation time into panels of
+// kGemmRows output channels, [M / kGemmRows][K][kGemmRows] (zero rows pad the last panel).
+// X is never materialised: for each block of kGemmCols output positions the kernel gathers
+// the K x kGemmCols panel it needs into `scratch` (zeros for padding), then every panel of W
+// runs against it in a kGemmRows x kGemmCols micro-kernel whose accumulators stay in
+// registers. Bias and activation are applied as the results are stored.
+//
+// The vector type is GCC's generic vector extension: the compiler maps it to AVX/AVX2/AVX-512
+// registers, to pairs of SSE or NEON registers, or to scalars, from the same source.
+constexpr int kGemmRows = 8;
+// Columns per micro-kernel: one vector register's worth where vectors are 128-bit and registers
+// few (SSE2, the x86-64 baseline: 8 accumulators + operands fit its 16 registers); 256 bits with
+// AVX, or on aarch64 where a pair of NEON registers per accumulator fits its 32; 512 bits with
+// AVX-512. The generator reserves scratch for the widest case (16 columns) and packs W by rows
+// only, so this choice is free per target.
+#if defined(__AVX512F__)
+constexpr int kGemmCols = 16;
+#elif defined(__AVX__) || defined(__aarch64__)
+constexpr int kGemmCols = 8;
+#else
+constexpr int kGemmCols = 4;
+#endif
+typedef float GemmVector __attribute__((vector_size(kGemmCols * sizeof(float))));
+
+// Through a pointer, not by value: returning a wide vector without AVX enabled has an
+// unstable ABI, which gcc warns about even for inline functions.
+inline void LoadVector(const float* p, GemmVector* v) { std::memcpy(v, p, sizeof(*v)); }
+
+// acc[i] = sum over k < K of a[k][kRow0 + i] * b[k][:], for kRows rows of one packed panel of W
+// (a) against the gathered panel of X (b). The accumulators are locals so that they live in
+// registers for the whole loop over K.
+template <int K, int kRow0, int kRows>
+inline void GemmMicroKernel(const float* __restrict a, const float* __restrict b, GemmVector* acc) {
+  GemmVector c[kRows] = {};
+  for (int k = 0; k < K; ++k) {
+    GemmVector bv;
+    LoadVector(b + k * kGemmCols, &bv);
+    const float* ak = a + k * kGemmRows + kRow0;
+#pragma GCC unroll 8
+    for (int i = 0; i < kRows; ++i) c[i] += ak[i] * bv;
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < kRows; ++i) acc[kRow0 + i] = c[i];
+}
+
+// P: as Conv2D (groups must be 1). `scratch` holds K * kGemmCols floats.
+template <typename P>
+inline void Conv2DGemm(const float* x, const float* packed_w, const float* bias, float* y, float* scratch) {
+  static_assert(P::kGroups == 1, "grouped convolutions use Conv2D");
+  constexpr int kK = P::kC * P::kKH * P::kKW;
+  constexpr int kPositions = P::kOH * P::kOW;
+  constexpr int kPanels = (P::kM + kGemmRows - 1) / kGemmRows;
+  constexpr bool kPointwise = P::kKH == 1 && P::kKW == 1 && P::kStrideH == 1 && P::kStrideW == 1 &&
+                              P::kPadTop == 0 && P::kPadLeft == 0 && P::kOH == P::kH && P::kOW == P::kW;
+  for (int n = 0; n < P::kN; ++n) {
+    const float* in = x + static_cast<std::size_t>(n) * P::kC * P::kH * P::kW;
+    float* out = y + static_cast<std::size_t>(n) * P::kM * kPositions;
+    for (int p0 = 0; p0 < kPositions; p0 += kGemmCols) {
+      const int cols = kPositions - p0 < kGemmCols ? kPositions - p0 : kGemmCols;
+      // Gather the input panel: scratch[k][j] = input value that weight k meets at position p0 + j.
+      if (kPointwise && cols == kGemmCols) {
+        for (int c = 0; c < P::kC; ++c) {
+          std::memcpy(scratch + c * kGemmCols, in + static_cast<std::size_t>(c) * kPositions + p0,
+                      sizeof(float) * kGemmCols);
+        }
+      } else {
+        int row_start[kGemmCols], col_start[kGemmCols];
+        for (int j = 0; j < kGemmCols; ++j) {
+          const int p = p0 + (j < cols ? j : 0);
+          row_start[j] = (p / P::kOW) * P::kStrideH - P::kPadTop;
+          col_start[j] = (p % P::kOW) * P::kStrideW - P::kPadLeft;
+        }
+        float* dst = scratch;
+        for (int c = 0; c < P::kC; ++c) {
+          const float* channel = in + static_cast<std::size_t>(c) * P::kH * P::kW;
+          for (int kh = 0; kh < P::kKH; ++kh) {
+            for (int kw = 0; kw < P::kKW; ++kw, dst += kGemmCols) {
+              for (int j = 0; j < kGemmCols; ++j) {
+                const int ih = row_start[j] + kh * P::kDilH;
+                const int iw = col_start[j] + kw * P::kDilW;
+                const bool inside = j < cols && ih >= 0 && ih < P::kH && iw >= 0 && iw < P::kW;
+                dst[j] = inside ? channel[ih * P::kW + iw] : 0.f;
+              }
+            }
+          }
+        }
+      }
+      for (int panel = 0; panel < kPanels; ++panel) {
+        GemmVector acc[kGemmRows];
+        GemmMicroKernel<kK, 0, kGemmRows>(packed_w + static_cast<std::size_t>(panel) * kK * kGemmRows, scratch, acc);
+        const int m0 = panel * kGemmRows;
+        const int rows = P::kM - m0 < kGemmRows ? P::kM - m0 : kGemmRows;
+        for (int i = 0; i < rows; ++i) {
+          const float b = bias ? bias[m0 + i] : 0.f;
+          float* row = out + static_cast<std::size_t>(m0 + i) * kPositions + p0;
+          for (int j = 0; j < cols; ++j) row[j] = Activate<P::kActivation>(acc[i][j] + b, P::kClipLo, P::kClipHi);
+        }
+      }
+    }
+  }
+}
+
 // Y[M,N] = alpha * op(A) * op(B) + beta * C, op = optional transpose; C broadcast by strides
 // (kCStrideM, kCStrideN are 0 along broadcast axes; C is nullptr when absent).
 // P: kM kN kK kTransA kTransB kAlpha kBeta kCStrideM kCStrideN kActivation kClipLo kClipHi.

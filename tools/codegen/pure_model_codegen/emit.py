@@ -59,8 +59,9 @@ def _format_values(array, dtype):
 class EmitContext:
     """What an op module's emit() sees: the graph, tensor pointers, and places to put helpers."""
 
-    def __init__(self, graph, names, tensor_vars):
+    def __init__(self, graph, names, tensor_vars, plan):
         self.graph = graph
+        self._plan = plan
         self._names = names
         self._tensor_vars = tensor_vars
         self.param_structs = []  # (comment, struct name, [(type, field, value text)])
@@ -85,6 +86,10 @@ class EmitContext:
                 lines=_format_values(tensor.value, tensor.dtype)))
             self.weight_bytes += tensor.nbytes
         return self._tensor_vars[tensor_name]
+
+    def scratch(self, node, cpp_type="float"):
+        """Pointer to the node's working space in the arena (see OpDef.scratch)."""
+        return f"reinterpret_cast<{cpp_type}*>(arena_ + {self._plan.scratch[node.name]})"
 
     def param_struct(self, node, fields):
         name = self._names.take(cpp.camel_case(node.name) + "Params")
@@ -112,11 +117,13 @@ class EmitContext:
                              len(values), [ln.replace("LL", "") for ln in lines]))
         return name
 
-    def derived_constant(self, node, label, array):
+    def derived_constant(self, node, label, array, comment="computed at generation time"):
+        """Embeds a float array the generator computed (folded or packed weights); counts as weights."""
         name = self._names.take("k" + cpp.camel_case(node.name) + cpp.camel_case(label))
-        self.derived.append((cpp.comment_text(f"{label} of node '{node.name}' ({node.op_type}), computed at "
-                                              "generation time."),
-                             "float", name, int(np.asarray(array).size), _format_values(array, 1)))
+        size = int(np.asarray(array).size)
+        self.derived.append((cpp.comment_text(f"{label} of node '{node.name}' ({node.op_type}), {comment}."),
+                             "float", name, size, _format_values(array, 1)))
+        self.weight_bytes += size * 4
         return name
 
 
@@ -180,7 +187,7 @@ def generate(graph, *, namespace, class_name, header_include, model_label, cpu):
                                         source=root, tensor=name, onnx_name=cpp.comment_text(name),
                                         describe=tensor.describe()))
 
-    ctx = EmitContext(graph, names, tensor_vars)
+    ctx = EmitContext(graph, names, tensor_vars, plan)
     steps = []
     for number, node in enumerate(graph.nodes, start=1):
         op = ops.lookup(node)

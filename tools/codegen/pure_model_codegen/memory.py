@@ -29,6 +29,7 @@ class Plan:
     copies: List[str]  # view nodes (by name) that must copy because their output is a graph output
     arena_bytes: int
     extra_output_copies: List[tuple]  # (output index, source tensor) for outputs not written by a step
+    scratch: Dict[str, int]  # node name -> arena offset of the working space it uses while it runs
 
 
 def _align(n):
@@ -59,9 +60,18 @@ def plan(graph):
             source = node.inputs[0]
             alias_of[node.outputs[0]] = alias_of.get(source, source)
 
-    # Lifetimes of arena tensors, in steps; an alias keeps its root alive.
-    first, last = {}, {}
+    # Lifetimes of arena tensors, in steps; an alias keeps its root alive. A step's working space
+    # is one more tensor, alive during that step only.
+    first, last, sizes = {}, {}, {}
+    scratch_names = {}
     for step, node in enumerate(graph.nodes):
+        op = ops.lookup(node)
+        scratch_bytes = op.scratch(node, graph) if op.scratch else 0
+        if scratch_bytes:
+            name = f"{node.name}#scratch"
+            scratch_names[node.name] = name
+            first[name] = last[name] = step
+            sizes[name] = scratch_bytes
         for name in node.outputs:
             root = alias_of.get(name, name)
             if name and root not in storage:  # inputs, outputs and constants live elsewhere
@@ -75,9 +85,11 @@ def plan(graph):
 
     placed = []  # (offset, size, first, last)
     arena_bytes = 0
-    order = sorted(first, key=lambda n: (-graph.tensor(n).nbytes, first[n], n))
+    for name in first:
+        sizes.setdefault(name, graph.tensor(name).nbytes if name in graph.tensors else 0)
+    order = sorted(first, key=lambda n: (-sizes[n], first[n], n))
     for name in order:
-        size = _align(max(graph.tensor(name).nbytes, 1))
+        size = _align(max(sizes[name], 1))
         busy = sorted((o, s) for o, s, f, l in placed if not (l < first[name] or last[name] < f))
         offset = 0
         for o, s in busy:
@@ -89,5 +101,6 @@ def plan(graph):
         arena_bytes = max(arena_bytes, offset + size)
     for name, root in alias_of.items():
         storage[name] = storage[root]
-    return Plan(storage, alias_of, copies, arena_bytes, extra_copies)
+    scratch = {node: storage.pop(name).offset for node, name in scratch_names.items()}
+    return Plan(storage, alias_of, copies, arena_bytes, extra_copies, scratch)
 

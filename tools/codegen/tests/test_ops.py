@@ -69,6 +69,26 @@ def test_conv(tmp_path, attrs, wshape, xshape):
              [("y", None)], inits)
 
 
+@pytest.mark.parametrize("xshape,wshape", [((1, 16, 8, 8), (20, 16, 1, 1)), ((2, 5, 4, 6), (9, 5, 1, 1))])
+def test_pointwise_conv(tmp_path, xshape, wshape):
+    inits = {"w": rand(*wshape), "b": rand(wshape[0])}
+    run_case(tmp_path, [helper.make_node("Conv", ["x", "w", "b"], ["y"])], {"x": rand(*xshape)}, [("y", None)], inits)
+
+
+def test_conv_batchnorm_relu_folded(tmp_path):
+    inits = {"w": rand(12, 3, 3, 3), "b": rand(12), "s": rand(12), "bb": rand(12), "m": rand(12),
+             "v": np.abs(rand(12)) + 0.5}
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("BatchNormalization", ["c", "s", "bb", "m", "v"], ["n"], name="bn"),
+             helper.make_node("Relu", ["n"], ["y"], name="relu")]
+    model = make_model(nodes, [("x", [1, 3, 7, 7])], [("y", None)], inits)
+    feeds = {"x": rand(1, 3, 7, 7)}
+    got, expected, files = compile_and_run(save(model, tmp_path), feeds, workdir=str(tmp_path))
+    assert_close(got, expected)
+    assert "includes node 'bn' (BatchNormalization)" in files["source"]
+    assert "ChannelAffine" not in files["source"]
+
+
 @pytest.mark.parametrize("activation", ["Relu", "Sigmoid", "Clip"])
 def test_conv_fused_activation(tmp_path, activation):
     inits = {"w": rand(4, 3, 3, 3), "lo": np.array(-0.2, np.float32), "hi": np.array(0.3, np.float32)}

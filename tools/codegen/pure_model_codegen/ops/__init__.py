@@ -9,6 +9,7 @@ One module per operator family registers its ops here. An op definition has:
   view                                            True when the output is the input's bytes renamed
   flops(node, graph) -> int                       arithmetic of one run, for reports; default: one
                                                  operation per output element (0 for views)
+  scratch(node, graph) -> int                     bytes of arena the step needs while it runs
 """
 
 import dataclasses
@@ -25,15 +26,16 @@ class OpDef:
     emit: Optional[Callable] = None
     view: bool = False
     flops: Optional[Callable] = None
+    scratch: Optional[Callable] = None
 
 
 _REGISTRY = {}
 
 
-def register(op_type, *, infer, evaluate=None, emit=None, view=False, flops=None):
+def register(op_type, *, infer, evaluate=None, emit=None, view=False, flops=None, scratch=None):
     if op_type in _REGISTRY:
         raise ValueError(f"op {op_type} registered twice")
-    _REGISTRY[op_type] = OpDef(op_type, infer, evaluate, emit, view, flops)
+    _REGISTRY[op_type] = OpDef(op_type, infer, evaluate, emit, view, flops, scratch)
 
 
 def lookup(node):

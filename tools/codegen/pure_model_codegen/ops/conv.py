@@ -123,8 +123,41 @@ def _emit(node, ctx):
         ("kClipLo", float(activation[1])), ("kClipHi", float(activation[2])),
     ])
     bias = ctx.ptr(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else "nullptr"
+    if _uses_gemm(node, ctx.graph):
+        packed = ctx.derived_constant(node, "packed_weights", pack_gemm_weights(ctx.graph.tensor(node.inputs[1]).value),
+                                      comment=f"packed in panels of {GEMM_ROWS} output channels")
+        return [f"pure_model::Conv2DGemm<{params}>({ctx.ptr(node.inputs[0])}, {packed}, {bias}, "
+                f"{ctx.ptr(node.outputs[0])}, {ctx.scratch(node)});"]
     return [f"pure_model::Conv2D<{params}>({ctx.ptr(node.inputs[0])}, {ctx.ptr(node.inputs[1])}, {bias}, "
             f"{ctx.ptr(node.outputs[0])});"]
+
+
+# kGemmRows in runtime/include/pure_model/kernels.h must equal GEMM_ROWS.
+GEMM_ROWS = 8
+GEMM_COLS = 16  # the widest kGemmCols of any target: scratch is sized for it
+
+
+def _uses_gemm(node, graph):
+    # Ungrouped convolutions with constant weights run as a packed matrix product; grouped and
+    # depthwise ones (little arithmetic per byte) keep the direct kernel.
+    return attr_int(node, "group", 1) == 1 and graph.tensor(node.inputs[1]).is_constant
+
+
+def pack_gemm_weights(weights):
+    """[M, C, KH, KW] -> [ceil(M / 8)][C * KH * KW][8], zero rows padding the last panel."""
+    m = weights.shape[0]
+    matrix = weights.reshape(m, -1).astype(np.float32)
+    panels = -(-m // GEMM_ROWS)
+    padded = np.zeros((panels * GEMM_ROWS, matrix.shape[1]), np.float32)
+    padded[:m] = matrix
+    return np.ascontiguousarray(padded.reshape(panels, GEMM_ROWS, -1).transpose(0, 2, 1))
+
+
+def _scratch(node, graph):
+    if not _uses_gemm(node, graph):
+        return 0
+    weights = graph.tensor(node.inputs[1])
+    return int(np.prod(weights.shape[1:])) * GEMM_COLS * 4
 
 
 def _flops(node, graph):
@@ -133,4 +166,4 @@ def _flops(node, graph):
     return 2 * outputs * (g["c"] // g["group"]) * int(np.prod(g["kernel"]))
 
 
-register("Conv", infer=_infer, emit=_emit, flops=_flops)
+register("Conv", infer=_infer, emit=_emit, flops=_flops, scratch=_scratch)
