@@ -64,6 +64,7 @@ class EmitContext:
         self._plan = plan
         self._names = names
         self._tensor_vars = tensor_vars
+        self._constant_vars = {}
         self.param_structs = []  # (comment, struct name, [(type, field, value text)])
         self.derived = []  # (comment, C++ type, name, size, value lines)
         # Constants are embedded only once a step reads them: parameters that were folded into
@@ -75,16 +76,19 @@ class EmitContext:
 
     def ptr(self, tensor_name):
         self.used.add(tensor_name)
-        if tensor_name not in self._tensor_vars:
-            tensor = self.graph.tensor(tensor_name)
-            assert tensor.is_constant, tensor_name
+        tensor = self.graph.tensor(tensor_name)
+        # A constant reads from its embedded array even when it is also a graph output (whose
+        # buffer it is copied into at the end of Run()).
+        if tensor.is_constant and tensor_name not in self._constant_vars:
             var = self._names.take("kWeight" + cpp.camel_case(cpp.identifier(tensor_name)))
-            self._tensor_vars[tensor_name] = var
+            self._constant_vars[tensor_name] = var
             self.weights.append(dict(
                 var=var, onnx_name=cpp.comment_text(tensor_name), cpp_type=ir.cpp_type(tensor.dtype),
                 size=max(tensor.elements, 1), describe=tensor.describe(),
                 lines=_format_values(tensor.value, tensor.dtype)))
             self.weight_bytes += tensor.nbytes
+        if tensor.is_constant:
+            return self._constant_vars[tensor_name]
         return self._tensor_vars[tensor_name]
 
     def scratch(self, node, cpp_type="float"):

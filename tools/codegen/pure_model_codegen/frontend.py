@@ -12,8 +12,9 @@ import onnx
 from pure_model_codegen import ir, tensor_data
 from pure_model_codegen.errors import CodegenError
 
-# The newest ai.onnx opset this generator knows: newer models may use semantics it has never seen.
-MAX_ONNX_OPSET = 23
+# The newest ai.onnx opset this generator knows: that of the onnx package it is locked to. Each
+# op's version within it is checked against what its module implements (passes/check_ops.py).
+MAX_ONNX_OPSET = onnx.defs.onnx_opset_version()
 
 
 def parse_shape_spec(spec):

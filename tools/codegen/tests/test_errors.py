@@ -125,3 +125,25 @@ def test_opset_too_new(tmp_path):
     onnx.save(model, path)
     result = run_cli(tmp_path, path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
+
+
+def test_legacy_broadcast_is_refused(tmp_path):
+    model = make_model([helper.make_node("Add", ["x", "b"], ["y"], name="old_add", broadcast=1, axis=1)],
+                       [("x", [2, 3, 4]), ("b", [3])], [("y", [2, 3, 4])], opset=6)
+    with pytest.raises(CodegenError, match=r"old_add.*legacy broadcasting \(broadcast=1, Add-6\)"):
+        generate(save(model, tmp_path), {"x": (2, 3, 4), "b": (3,)})
+
+
+def test_newest_opset_uses_each_ops_own_version(tmp_path):
+    # Relu's newest definition is Relu-14: a model importing the newest opset still uses it.
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], [("x", [1, 4])], [("y", [1, 4])],
+                       opset=onnx.defs.onnx_opset_version())
+    generate(save(model, tmp_path))
+
+
+def test_old_batchnorm_in_training_mode_is_refused(tmp_path):
+    inits = {n: np.ones(3, np.float32) for n in ("s", "b", "m", "v")}
+    model = make_model([helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], name="bn6")],
+                       [("x", [1, 3, 2, 2])], [("y", [1, 3, 2, 2])], inits, opset=6)
+    with pytest.raises(CodegenError, match="bn6.*training mode"):
+        generate(save(model, tmp_path))

@@ -58,7 +58,7 @@ def test_weights_folded_away_are_not_embedded(tmp_path):
                        [("x", [1, 3, 2, 2])], [("y", None)], inits)
     source = cli.generate_files(save(model, tmp_path), {}, cpu="generic", namespace="t", class_name="M",
                                 header_include="m.h", model_label="m")["source"]
-    assert "Initializer 'm'" not in source and "Initializer 'v'" not in source
+    assert "Constant 'm'" not in source and "Constant 'v'" not in source
 
 
 def test_report_counts_ops_flops_and_bytes(tmp_path):

@@ -1,10 +1,13 @@
 """Each supported op, generated, compiled and run, against onnx's reference evaluator."""
 
+import re
+
 import numpy as np
 import pytest
-from onnx import helper
+from onnx import TensorProto, helper
 
 from helpers import assert_close, compile_and_run, make_model, save
+from pure_model_codegen import cli
 
 RNG = np.random.default_rng(7)
 
@@ -202,3 +205,19 @@ def test_scalar_constant_and_initializer_keep_rank_0(tmp_path):
         [helper.make_node("Add", ["x", "s"], ["y"])], [("x", [])], [("y", [])], {"s": np.float32(2.0)}),
         tmp_path, "scalar.onnx"), {}))
     assert graph.tensor("s").shape == () and graph.tensor("y").shape == ()
+
+
+def test_constant_graph_outputs_are_copied_from_their_data(tmp_path):
+    # 'shape' folds to a constant that is also a graph output; 'twice' lists one tensor twice.
+    nodes = [helper.make_node("Shape", ["x"], ["shape"]), helper.make_node("Relu", ["x"], ["r"]),
+             helper.make_node("Identity", ["r"], ["twice"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("shape", TensorProto.INT64, [2]),
+         helper.make_tensor_value_info("twice", TensorProto.FLOAT, [2, 3]),
+         helper.make_tensor_value_info("twice", TensorProto.FLOAT, [2, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 25)], ir_version=11)
+    source = cli.generate_files(save(model, tmp_path), {}, cpu="generic", namespace="t", class_name="M",
+                                header_include="m.h", model_label="m")["source"]
+    assert re.search(r"std::memcpy\(shape, kWeightShape, 16\);", source)
+    assert re.search(r"std::memcpy\(twice_2, twice, 24\);", source)

@@ -10,6 +10,8 @@ One module per operator family registers its ops here. An op definition has:
   flops(node, graph) -> int                       arithmetic of one run, for reports; default: one
                                                  operation per output element (0 for views)
   scratch(node, graph) -> int                     bytes of arena the step needs while it runs
+  max_version                                     newest since_version implemented (None: all)
+  check(node, version)                            rejects attributes of old versions not implemented
 """
 
 import dataclasses
@@ -27,15 +29,18 @@ class OpDef:
     view: bool = False
     flops: Optional[Callable] = None
     scratch: Optional[Callable] = None
+    max_version: Optional[int] = None
+    check: Optional[Callable] = None
 
 
 _REGISTRY = {}
 
 
-def register(op_type, *, infer, evaluate=None, emit=None, view=False, flops=None, scratch=None):
+def register(op_type, *, infer, evaluate=None, emit=None, view=False, flops=None, scratch=None, max_version=None,
+             check=None):
     if op_type in _REGISTRY:
         raise ValueError(f"op {op_type} registered twice")
-    _REGISTRY[op_type] = OpDef(op_type, infer, evaluate, emit, view, flops, scratch)
+    _REGISTRY[op_type] = OpDef(op_type, infer, evaluate, emit, view, flops, scratch, max_version, check)
 
 
 def lookup(node):

@@ -233,7 +233,15 @@ def _make_binary(op_type, expr, fn):
             )
         return lines
 
-    register(op_type, infer=infer, evaluate=evaluate, emit=emit)
+    register(op_type, infer=infer, evaluate=evaluate, emit=emit, check=_reject_legacy_broadcast)
+
+
+def _reject_legacy_broadcast(node, version):
+    # Before version 7, Add/Sub/Mul/Div/Pow broadcast only with broadcast=1, aligning the second
+    # input at `axis`: not numpy's rule. Refuse rather than compute the wrong alignment.
+    if version < 7 and node.attrs.get("broadcast", 0):
+        raise CodegenError(f"legacy broadcasting (broadcast=1, {node.op_type}-{version}) is not supported; "
+                           "convert the model to opset 7 or later", node=node)
 
 
 for _op, (_expr, _fn) in _BINARY.items():

@@ -54,7 +54,17 @@ def _gemm_flops(node, graph):
     return 2 * m * n * k
 
 
-register("Gemm", infer=_gemm_infer, emit=_gemm_emit, flops=_gemm_flops)
+def _gemm_check(node, version):
+    # Gemm before version 7 broadcasts C only with broadcast=1; before 6 it also lacks a rule
+    # for C's shape. Both are long obsolete: refuse rather than guess.
+    if version < 7 and not node.attrs.get("broadcast", 0):
+        return
+    if version < 7:
+        raise CodegenError(f"Gemm-{version} with broadcast=1 is not supported; convert the model to opset 7 or later",
+                           node=node)
+
+
+register("Gemm", infer=_gemm_infer, emit=_gemm_emit, flops=_gemm_flops, check=_gemm_check)
 
 
 def _matmul_shapes(node, graph):

@@ -51,4 +51,12 @@ def _emit(node, ctx):
             f"{scale_name}, {shift_name}, {ctx.ptr(node.outputs[0])});"]
 
 
-register("BatchNormalization", infer=_infer, emit=_emit)
+def _check(node, version):
+    # Before version 7 the op trains unless is_test=1 (its default is 0); generated models only
+    # run inference, so anything else would compute something other than the model says.
+    if version < 7 and not node.attrs.get("is_test", 0):
+        raise CodegenError(f"BatchNormalization-{version} without is_test=1 runs in training mode, "
+                           "which generated models do not support", node=node)
+
+
+register("BatchNormalization", infer=_infer, emit=_emit, check=_check)

@@ -32,7 +32,7 @@ alignas(64) const ${type_} ${name}[${size}] = {
 
 % endfor
 % for w in weights:
-// Initializer '${w["onnx_name"]}': ${w["describe"]}
+// Constant '${w["onnx_name"]}': ${w["describe"]}
 alignas(64) const ${w["cpp_type"]} ${w["var"]}[${w["size"]}] = {
 %   for line in w["lines"]:
     ${line}
