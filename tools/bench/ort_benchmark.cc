@@ -1,0 +1,574 @@
+// ort_benchmark: times an ONNX model with ONNX Runtime's C++ API, the way <model>_benchmark
+// times the generated code, so the two can be compared line for line:
+//
+//   tools/bazel run //tools/bench:ort_benchmark -- --model=path/to/m.onnx --runs=50 --warmup=5
+//
+// One intra-op and one inter-op thread, sequential execution, all graph optimisations. The inputs
+// are the same pseudo-random numbers <model>_benchmark uses (SplitMix64, one stream per input),
+// outputs are preallocated when their shapes are static (as the generated code's are), and only
+// Session::Run is timed. A human summary goes to stderr; stdout gets one JSON line with the same
+// fields as <model>_benchmark's (arena_bytes and weight_bytes are null: ONNX Runtime plans its
+// own memory), plus the runtime's version, the model file's size and the session's setup time.
+// Peak RSS is the process's VmHWM, which includes loading and optimising the model.
+//
+// Debian's libonnxruntime shares the system's libonnx, and creating a session prints thousands of
+// "Schema error: Trying to register schema ... already registered" lines on stderr. They are
+// harmless; this program filters them out of its own stderr (--keep_schema_errors keeps them).
+#include <onnxruntime/onnxruntime_cxx_api.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cerrno>
+#include <cinttypes>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+volatile std::uint64_t g_sink;
+
+const char kUsage[] =
+    "Usage: ort_benchmark --model=FILE.onnx [--runs=N] [--warmup=M] [--seed=S]\n"
+    "                     [--input_shape=NAME=D0,D1,...]... [--keep_schema_errors]\n"
+    "\n"
+    "Times N runs of one ONNX Runtime session (default 50) after M untimed warmup runs\n"
+    "(default 5), with 1 intra-op and 1 inter-op thread, sequential execution and\n"
+    "ORT_ENABLE_ALL, on the pseudo-random inputs <model>_benchmark uses for seed S (default 0).\n"
+    "--input_shape binds an input's dynamic dimensions. A relative --model is taken from the\n"
+    "directory `bazel run` was invoked in. Prints a summary to stderr and one JSON line to\n"
+    "stdout.\n";
+
+// ---- stderr filter -------------------------------------------------------------------------
+
+// Routes this process's stderr through a pipe and a thread that drops ONNX's schema
+// re-registration lines and passes everything else on to the real stderr.
+class StderrFilter {
+ public:
+  StderrFilter() {
+    int fds[2];
+    if (pipe(fds) != 0) return;
+    original_ = dup(STDERR_FILENO);
+    if (original_ < 0 || dup2(fds[1], STDERR_FILENO) < 0) {
+      close(fds[0]);
+      close(fds[1]);
+      return;
+    }
+    close(fds[1]);
+    read_end_ = fds[0];
+    thread_ = std::thread([this] { Pump(); });
+  }
+  ~StderrFilter() { Stop(); }
+
+  // Restores stderr and waits until everything written so far has been passed on.
+  void Stop() {
+    if (read_end_ < 0) return;
+    std::fflush(stderr);
+    dup2(original_, STDERR_FILENO);  // closes the pipe's last write end: the pump sees EOF
+    thread_.join();
+    close(read_end_);
+    close(original_);
+    read_end_ = -1;
+  }
+
+ private:
+  void Pump() {
+    std::string pending;
+    char buffer[65536];
+    for (;;) {
+      const ssize_t n = read(read_end_, buffer, sizeof(buffer));
+      if (n <= 0) break;
+      pending.append(buffer, static_cast<std::size_t>(n));
+      std::size_t start = 0, end;
+      while ((end = pending.find('\n', start)) != std::string::npos) {
+        Forward(pending.data() + start, end + 1 - start);
+        start = end + 1;
+      }
+      pending.erase(0, start);
+    }
+    if (!pending.empty()) Forward(pending.data(), pending.size());
+  }
+
+  void Forward(const char* line, std::size_t size) {
+    static const char kSpam[] = "Schema error: Trying to register schema";
+    if (size >= sizeof(kSpam) - 1 && std::memcmp(line, kSpam, sizeof(kSpam) - 1) == 0) return;
+    while (size > 0) {
+      const ssize_t n = write(original_, line, size);
+      if (n <= 0) return;
+      line += n;
+      size -= static_cast<std::size_t>(n);
+    }
+  }
+
+  int original_ = -1;
+  int read_end_ = -1;
+  std::thread thread_;
+};
+
+// ---- flags ---------------------------------------------------------------------------------
+
+struct Flags {
+  std::string model;
+  std::int64_t runs = 50, warmup = 5, seed = 0;
+  std::map<std::string, std::vector<std::int64_t>> input_shapes;
+  bool keep_schema_errors = false;
+  bool help = false;
+};
+
+bool ParseInt(const std::string& text, std::int64_t min_value, std::int64_t* value) {
+  if (text.empty()) return false;
+  char* end = nullptr;
+  errno = 0;
+  const long long parsed = std::strtoll(text.c_str(), &end, 10);
+  if (errno != 0 || *end != '\0' || parsed < min_value) return false;
+  *value = parsed;
+  return true;
+}
+
+bool ParseShape(const std::string& text, std::vector<std::int64_t>* dims) {
+  dims->clear();
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', start), text.size());
+    std::int64_t dim;
+    if (!ParseInt(text.substr(start, comma - start), 0, &dim)) return false;
+    dims->push_back(dim);
+    start = comma + 1;
+  }
+  return !dims->empty();
+}
+
+bool ParseFlags(int argc, char** argv, Flags* flags, std::string* error) {
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      flags->help = true;
+      continue;
+    }
+    if (arg == "--keep_schema_errors") {
+      flags->keep_schema_errors = true;
+      continue;
+    }
+    if (arg.rfind("--", 0) != 0) {
+      *error = "unexpected argument '" + arg + "'";
+      return false;
+    }
+    std::string name = arg.substr(2), value;
+    const std::size_t eq = name.find('=');
+    if (eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      *error = "--" + name + " needs a value";
+      return false;
+    }
+    if (name == "model") {
+      flags->model = value;
+    } else if (name == "runs" || name == "warmup" || name == "seed") {
+      std::int64_t* target = name == "runs" ? &flags->runs : name == "warmup" ? &flags->warmup : &flags->seed;
+      if (!ParseInt(value, name == "runs" ? 1 : 0, target)) {
+        *error = "--" + name + ": expected an integer >= " + (name == "runs" ? "1" : "0") +
+                 ", got '" + value + "'";
+        return false;
+      }
+    } else if (name == "input_shape") {
+      const std::size_t split = value.find('=');
+      std::vector<std::int64_t> dims;
+      if (split == std::string::npos || split == 0 || !ParseShape(value.substr(split + 1), &dims)) {
+        *error = "--input_shape: expected NAME=D0,D1,..., got '" + value + "'";
+        return false;
+      }
+      flags->input_shapes[value.substr(0, split)] = dims;
+    } else {
+      *error = "unknown flag --" + name;
+      return false;
+    }
+  }
+  if (!flags->help && flags->model.empty()) {
+    *error = "--model is required";
+    return false;
+  }
+  return true;
+}
+
+// ---- inputs --------------------------------------------------------------------------------
+
+// The generator <model>_benchmark uses: SplitMix64, and per input `seed ^ (K * (index + 1))`.
+class Random {
+ public:
+  explicit Random(std::uint64_t seed) : state_(seed) {}
+  std::uint64_t Next() {
+    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+  }
+
+ private:
+  std::uint64_t state_;
+};
+
+template <typename T>
+void FillAs(Random* random, std::size_t count, void* data, T (*convert)(std::uint64_t)) {
+  T* values = static_cast<T*>(data);
+  for (std::size_t i = 0; i < count; ++i) values[i] = convert(random->Next());
+}
+
+// Floats uniform in [-1, 1) on a 2^-23 grid, integers in [0, 4), bools 0 or 1: what
+// <model>_benchmark feeds the generated code.
+bool FillRandom(ONNXTensorElementDataType type, std::uint64_t seed, std::size_t count, void* data) {
+  Random random(seed);
+  switch (type) {
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT:
+      FillAs<float>(&random, count, data,
+                    [](std::uint64_t b) { return static_cast<float>(b >> 40) * 0x1p-23f - 1.0f; });
+      return true;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE:
+      FillAs<double>(&random, count, data,
+                     [](std::uint64_t b) { return static_cast<double>(b >> 11) * 0x1p-52 - 1.0; });
+      return true;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL:
+      FillAs<bool>(&random, count, data, [](std::uint64_t b) { return (b >> 63) != 0; });
+      return true;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8:
+      FillAs<std::int8_t>(&random, count, data, [](std::uint64_t b) { return static_cast<std::int8_t>(b >> 62); });
+      return true;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8:
+      FillAs<std::uint8_t>(&random, count, data, [](std::uint64_t b) { return static_cast<std::uint8_t>(b >> 62); });
+      return true;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32:
+      FillAs<std::int32_t>(&random, count, data, [](std::uint64_t b) { return static_cast<std::int32_t>(b >> 62); });
+      return true;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64:
+      FillAs<std::int64_t>(&random, count, data, [](std::uint64_t b) { return static_cast<std::int64_t>(b >> 62); });
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::size_t ElementSize(ONNXTensorElementDataType type) {
+  switch (type) {
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE:
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64:
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64:
+      return 8;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT:
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32:
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT32:
+      return 4;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16:
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT16:
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT16:
+      return 2;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL:
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8:
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+std::string FormatDims(const std::vector<std::int64_t>& dims) {
+  std::string text = "[";
+  for (std::size_t i = 0; i < dims.size(); ++i) text += (i ? "," : "") + std::to_string(dims[i]);
+  return text + "]";
+}
+
+// One input or output: its name, type, shape and (if allocated here) its buffer.
+struct Tensor {
+  std::string name;
+  ONNXTensorElementDataType type;
+  std::vector<std::int64_t> dims;
+  std::vector<unsigned char> data;
+};
+
+// ---- statistics ----------------------------------------------------------------------------
+
+struct Summary {
+  double min_ms, max_ms, mean_ms, median_ms, p90_ms;
+};
+
+// Same definitions as <model>_benchmark: middle value (mean of the middle two), nearest-rank p90.
+Summary Summarize(std::vector<double> times_ms) {
+  std::sort(times_ms.begin(), times_ms.end());
+  const std::size_t n = times_ms.size();
+  Summary s;
+  s.min_ms = times_ms.front();
+  s.max_ms = times_ms.back();
+  double total = 0;
+  for (double t : times_ms) total += t;
+  s.mean_ms = total / static_cast<double>(n);
+  s.median_ms = n % 2 == 1 ? times_ms[n / 2] : (times_ms[n / 2 - 1] + times_ms[n / 2]) / 2;
+  const auto rank = static_cast<std::size_t>(std::ceil(0.9 * static_cast<double>(n)));
+  s.p90_ms = times_ms[std::max<std::size_t>(rank, 1) - 1];
+  return s;
+}
+
+long long PeakRssKb() {
+  std::FILE* file = std::fopen("/proc/self/status", "r");
+  if (file == nullptr) return -1;
+  long long kb = -1;
+  char line[256];
+  while (std::fgets(line, sizeof(line), file) != nullptr) {
+    if (std::sscanf(line, "VmHWM: %lld kB", &kb) == 1) break;
+  }
+  std::fclose(file);
+  return kb;
+}
+
+std::string JsonString(const std::string& text) {
+  std::string json = "\"";
+  for (const char c : text) {
+    if (c == '"' || c == '\\') {
+      json += '\\';
+      json += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof(escaped), "\\u%04x", static_cast<unsigned>(c));
+      json += escaped;
+    } else {
+      json += c;
+    }
+  }
+  return json + "\"";
+}
+
+std::uint64_t Checksum(const std::vector<Ort::Value>& outputs) {
+  std::uint64_t hash = 0xcbf29ce484222325u;
+  for (const Ort::Value& value : outputs) {
+    const Ort::TensorTypeAndShapeInfo info = value.GetTensorTypeAndShapeInfo();
+    const std::size_t bytes = info.GetElementCount() * ElementSize(info.GetElementType());
+    const auto* data = static_cast<const unsigned char*>(value.GetTensorRawData());
+    for (std::size_t j = 0; j < bytes; ++j) hash = (hash ^ data[j]) * 0x100000001b3u;
+  }
+  return hash;
+}
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "ort_benchmark: error: %s\n", message.c_str());
+  return 1;
+}
+
+// Reads a tensor's name, type and shape from the session, binding dynamic dimensions from
+// --input_shape. Returns false (with `error`) for non-tensors, unsupported types and unbound
+// dimensions.
+bool Describe(const std::string& role, const std::string& name, const Ort::TypeInfo& type_info,
+              const std::map<std::string, std::vector<std::int64_t>>& bound, Tensor* tensor,
+              bool* dynamic, std::string* error) {
+  if (type_info.GetONNXType() != ONNX_TYPE_TENSOR) {
+    *error = role + " '" + name + "' is not a tensor";
+    return false;
+  }
+  // `type_info` must outlive this view of it.
+  const auto info = type_info.GetTensorTypeAndShapeInfo();
+  tensor->name = name;
+  tensor->type = info.GetElementType();
+  tensor->dims = info.GetShape();
+  if (ElementSize(tensor->type) == 0) {
+    *error = role + " '" + name + "' has an element type this harness does not handle";
+    return false;
+  }
+  const auto it = bound.find(name);
+  if (it != bound.end()) {
+    if (it->second.size() != tensor->dims.size()) {
+      *error = "--input_shape for '" + name + "' has rank " + std::to_string(it->second.size()) +
+               ", the model's input has rank " + std::to_string(tensor->dims.size());
+      return false;
+    }
+    for (std::size_t d = 0; d < tensor->dims.size(); ++d) {
+      if (tensor->dims[d] >= 0 && tensor->dims[d] != it->second[d]) {
+        *error = "--input_shape for '" + name + "' is " + FormatDims(it->second) +
+                 ", but the model fixes dimension " + std::to_string(d) + " to " +
+                 std::to_string(tensor->dims[d]);
+        return false;
+      }
+    }
+    tensor->dims = it->second;
+  }
+  *dynamic = false;
+  for (const std::int64_t dim : tensor->dims) *dynamic |= dim < 0;
+  return true;
+}
+
+int Main(int argc, char** argv) {
+  Flags flags;
+  std::string error;
+  if (!ParseFlags(argc, argv, &flags, &error)) return Fail(error + "\n\n" + kUsage);
+  if (flags.help) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  std::string path = flags.model;
+  const char* working_directory = std::getenv("BUILD_WORKING_DIRECTORY");
+  if (!path.empty() && path[0] != '/' && working_directory != nullptr && *working_directory) {
+    path = std::string(working_directory) + "/" + path;
+  }
+  std::FILE* model_file = std::fopen(path.c_str(), "rb");
+  if (model_file == nullptr) return Fail("cannot open --model " + path);
+  std::fseek(model_file, 0, SEEK_END);
+  const long model_bytes = std::ftell(model_file);
+  std::fclose(model_file);
+  std::string model_name = path.substr(path.find_last_of('/') + 1);
+  if (model_name.size() > 5 && model_name.compare(model_name.size() - 5, 5, ".onnx") == 0) {
+    model_name.resize(model_name.size() - 5);
+  }
+
+  std::optional<StderrFilter> filter;
+  if (!flags.keep_schema_errors) filter.emplace();
+
+  Ort::Env env(ORT_LOGGING_LEVEL_WARNING, "ort_benchmark");
+  Ort::SessionOptions options;
+  options.SetIntraOpNumThreads(1);
+  options.SetInterOpNumThreads(1);
+  options.SetExecutionMode(ExecutionMode::ORT_SEQUENTIAL);
+  options.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
+  const auto setup_start = std::chrono::steady_clock::now();
+  Ort::Session session(env, path.c_str(), options);
+  const double session_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - setup_start).count();
+  // Everything that prints the spam has run.
+  if (filter) filter->Stop();
+
+  Ort::AllocatorWithDefaultOptions allocator;
+  const Ort::MemoryInfo memory = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+
+  std::vector<Tensor> inputs(session.GetInputCount());
+  std::vector<Ort::Value> input_values;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const std::string name = session.GetInputNameAllocated(i, allocator).get();
+    const Ort::TypeInfo type_info = session.GetInputTypeInfo(i);
+    bool dynamic;
+    if (!Describe("input", name, type_info, flags.input_shapes, &inputs[i], &dynamic, &error)) return Fail(error);
+    if (dynamic) {
+      return Fail("input '" + name + "' has dynamic dimensions " + FormatDims(inputs[i].dims) +
+                  "; bind them with --input_shape=" + name + "=D0,D1,...");
+    }
+    std::size_t count = 1;
+    for (const std::int64_t dim : inputs[i].dims) count *= static_cast<std::size_t>(dim);
+    inputs[i].data.resize(std::max<std::size_t>(1, count * ElementSize(inputs[i].type)));
+    const std::uint64_t stream = static_cast<std::uint64_t>(flags.seed) ^
+                                 (0xd1b54a32d192ed03u * static_cast<std::uint64_t>(i + 1));
+    if (!FillRandom(inputs[i].type, stream, count, inputs[i].data.data())) {
+      return Fail("input '" + name + "': no random fill for its element type");
+    }
+    input_values.push_back(Ort::Value::CreateTensor(memory, inputs[i].data.data(),
+                                                    count * ElementSize(inputs[i].type),
+                                                    inputs[i].dims.data(), inputs[i].dims.size(),
+                                                    inputs[i].type));
+  }
+  for (const auto& bound : flags.input_shapes) {
+    if (std::none_of(inputs.begin(), inputs.end(), [&](const Tensor& t) { return t.name == bound.first; })) {
+      return Fail("--input_shape names '" + bound.first + "', which is not an input of the model");
+    }
+  }
+
+  // Outputs with static shapes are preallocated and reused, like the generated code's
+  // caller-owned buffers; the others are allocated by ONNX Runtime on every run.
+  std::vector<Tensor> outputs(session.GetOutputCount());
+  bool preallocated = true;
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    const std::string name = session.GetOutputNameAllocated(i, allocator).get();
+    const Ort::TypeInfo type_info = session.GetOutputTypeInfo(i);
+    bool dynamic;
+    if (!Describe("output", name, type_info, {}, &outputs[i], &dynamic, &error)) return Fail(error);
+    preallocated &= !dynamic;
+  }
+  std::vector<Ort::Value> output_values;
+  for (Tensor& output : outputs) {
+    if (!preallocated) {
+      output_values.emplace_back(nullptr);
+      continue;
+    }
+    std::size_t count = 1;
+    for (const std::int64_t dim : output.dims) count *= static_cast<std::size_t>(dim);
+    output.data.resize(std::max<std::size_t>(1, count * ElementSize(output.type)));
+    output_values.push_back(Ort::Value::CreateTensor(memory, output.data.data(),
+                                                     count * ElementSize(output.type),
+                                                     output.dims.data(), output.dims.size(),
+                                                     output.type));
+  }
+  std::vector<const char*> input_names, output_names;
+  for (const Tensor& t : inputs) input_names.push_back(t.name.c_str());
+  for (const Tensor& t : outputs) output_names.push_back(t.name.c_str());
+
+  const Ort::RunOptions run_options;
+  auto run = [&] {
+    if (preallocated) {
+      session.Run(run_options, input_names.data(), input_values.data(), input_values.size(),
+                  output_names.data(), output_values.data(), output_values.size());
+    } else {
+      output_values = session.Run(run_options, input_names.data(), input_values.data(),
+                                  input_values.size(), output_names.data(), output_names.size());
+    }
+  };
+
+  for (std::int64_t i = 0; i < flags.warmup; ++i) run();
+  bool have_reference = flags.warmup > 0;
+  std::uint64_t reference = have_reference ? Checksum(output_values) : 0;
+  bool deterministic = true;
+  std::vector<double> times_ms;
+  times_ms.reserve(static_cast<std::size_t>(flags.runs));
+  for (std::int64_t i = 0; i < flags.runs; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    run();
+    const auto end = std::chrono::steady_clock::now();
+    times_ms.push_back(std::chrono::duration<double, std::milli>(end - start).count());
+    const std::uint64_t run_checksum = Checksum(output_values);
+    g_sink = run_checksum;
+    if (!have_reference) {
+      reference = run_checksum;
+      have_reference = true;
+    } else if (run_checksum != reference) {
+      deterministic = false;
+    }
+  }
+  const std::uint64_t final_checksum = g_sink;
+  const Summary s = Summarize(times_ms);
+  const long long peak_rss_kb = PeakRssKb();
+  const std::string version = Ort::GetVersionString();
+
+  std::fprintf(stderr,
+               "%s (onnxruntime %s): %lld runs after %lld warmup: median %.4g ms, min %.4g, mean "
+               "%.4g, p90 %.4g, max %.4g; peak RSS %lld kB; session setup %.4g ms\n",
+               model_name.c_str(), version.c_str(), static_cast<long long>(flags.runs),
+               static_cast<long long>(flags.warmup), s.median_ms, s.min_ms, s.mean_ms, s.p90_ms,
+               s.max_ms, peak_rss_kb, session_ms);
+  if (!deterministic) std::fprintf(stderr, "ort_benchmark: warning: outputs differed between runs on the same inputs\n");
+  std::printf(
+      "{\"model\": %s, \"runtime\": %s, \"runs\": %lld, \"warmup\": %lld, \"seed\": %lld, "
+      "\"median_ms\": %.6g, \"min_ms\": %.6g, \"mean_ms\": %.6g, \"p90_ms\": %.6g, "
+      "\"max_ms\": %.6g, \"peak_rss_kb\": %lld, \"arena_bytes\": null, \"weight_bytes\": null, "
+      "\"model_bytes\": %ld, \"session_ms\": %.6g, \"output_checksum\": \"%016" PRIx64
+      "\", \"deterministic\": %s}\n",
+      JsonString(model_name).c_str(), JsonString("onnxruntime " + version).c_str(),
+      static_cast<long long>(flags.runs), static_cast<long long>(flags.warmup),
+      static_cast<long long>(flags.seed), s.median_ms, s.min_ms, s.mean_ms, s.p90_ms, s.max_ms,
+      peak_rss_kb, model_bytes, session_ms, final_checksum, deterministic ? "true" : "false");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const Ort::Exception& e) {
+    return Fail(std::string("onnxruntime: ") + e.what());
+  } catch (const std::exception& e) {
+    return Fail(e.what());
+  }
+}
