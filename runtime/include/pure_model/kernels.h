@@ -37,7 +37,8 @@ inline float Activate(float v, float lo, float hi) {
 // P: kN kC kH kW kM kKH kKW kOH kOW kStrideH kStrideW kPadTop kPadLeft kDilH kDilW kGroups,
 //    kActivation, kClipLo, kClipHi.
 template <typename P>
-inline void Conv2D(const float* x, const float* w, const float* bias, float* y) {
+inline void Conv2D(const float* x, const float* w, const float* bias, float* y,
+                   const float* residual = nullptr) {
   constexpr int kCPerGroup = P::kC / P::kGroups;
   constexpr int kMPerGroup = P::kM / P::kGroups;
   for (int n = 0; n < P::kN; ++n) {
@@ -68,8 +69,10 @@ inline void Conv2D(const float* x, const float* w, const float* bias, float* y) 
             }
           }
         }
+        const float* res = residual ? residual + (out - y) : nullptr;
         for (int i = 0; i < P::kOH * P::kOW; ++i) {
-          out[i] = Activate<P::kActivation>(out[i], P::kClipLo, P::kClipHi);
+          const float v = res ? out[i] + res[i] : out[i];
+          out[i] = Activate<P::kActivation>(v, P::kClipLo, P::kClipHi);
         }
       }
     }
@@ -84,7 +87,8 @@ inline void Conv2D(const float* x, const float* w, const float* bias, float* y) 
 // X is never materialised: for each block of kGemmCols output positions the kernel gathers
 // the K x kGemmCols panel it needs into `scratch` (zeros for padding), then every panel of W
 // runs against it in a kGemmRows x kGemmCols micro-kernel whose accumulators stay in
-// registers. Bias and activation are applied as the results are stored.
+// registers. Bias, an optional residual (a tensor of the output's shape added to it) and the
+// activation are applied as the results are stored, in that order.
 //
 // The vector type is GCC's generic vector extension: the compiler maps it to AVX/AVX2/AVX-512
 // registers, to pairs of SSE or NEON registers, or to scalars, from the same source.
@@ -126,7 +130,8 @@ inline void GemmMicroKernel(const float* __restrict a, const float* __restrict b
 
 // P: as Conv2D (groups must be 1). `scratch` holds K * kGemmCols floats.
 template <typename P>
-inline void Conv2DGemm(const float* x, const float* packed_w, const float* bias, float* y, float* scratch) {
+inline void Conv2DGemm(const float* x, const float* packed_w, const float* bias, float* y, float* scratch,
+                       const float* residual = nullptr) {
   static_assert(P::kGroups == 1, "grouped convolutions use Conv2D");
   constexpr int kK = P::kC * P::kKH * P::kKW;
   constexpr int kPositions = P::kOH * P::kOW;
@@ -173,8 +178,16 @@ inline void Conv2DGemm(const float* x, const float* packed_w, const float* bias,
         const int rows = P::kM - m0 < kGemmRows ? P::kM - m0 : kGemmRows;
         for (int i = 0; i < rows; ++i) {
           const float b = bias ? bias[m0 + i] : 0.f;
-          float* row = out + static_cast<std::size_t>(m0 + i) * kPositions + p0;
-          for (int j = 0; j < cols; ++j) row[j] = Activate<P::kActivation>(acc[i][j] + b, P::kClipLo, P::kClipHi);
+          const std::size_t offset = static_cast<std::size_t>(m0 + i) * kPositions + p0;
+          float* row = out + offset;
+          if (residual != nullptr) {
+            const float* res = residual + static_cast<std::size_t>(n) * P::kM * kPositions + offset;
+            for (int j = 0; j < cols; ++j) {
+              row[j] = Activate<P::kActivation>(acc[i][j] + b + res[j], P::kClipLo, P::kClipHi);
+            }
+          } else {
+            for (int j = 0; j < cols; ++j) row[j] = Activate<P::kActivation>(acc[i][j] + b, P::kClipLo, P::kClipHi);
+          }
         }
       }
     }

@@ -137,6 +137,8 @@ def _describe_step(node, graph):
     text = f"node '{node.name}' ({node.op_type}): {ins} -> {outs}"
     if "_folded_batchnorm" in node.attrs:
         text += f"; includes node '{node.attrs['_folded_batchnorm']}' (BatchNormalization), folded into weights"
+    if "_fused_residual" in node.attrs:
+        text += f"; adds its last input as node '{node.attrs['_fused_residual']}' (Add) did"
     if "_fused_from" in node.attrs:
         text += f"; applies the activation of node '{node.attrs['_fused_from']}'"
     return cpp.comment_text(text)

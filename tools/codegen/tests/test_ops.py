@@ -221,3 +221,21 @@ def test_constant_graph_outputs_are_copied_from_their_data(tmp_path):
                                 header_include="m.h", model_label="m")["source"]
     assert re.search(r"std::memcpy\(shape, kWeightShape, 16\);", source)
     assert re.search(r"std::memcpy\(twice_2, twice, 24\);", source)
+
+
+@pytest.mark.parametrize("group,swap", [(1, False), (1, True), (4, False)])
+def test_residual_add_fused_into_conv(tmp_path, group, swap):
+    inits = {"w1": rand(4, 4, 3, 3), "b1": rand(4), "w2": rand(4, 4 // group, 3, 3)}
+    add_inputs = ["x", "c2"] if swap else ["c2", "x"]
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], group=group, name="conv2"),
+             helper.make_node("Add", add_inputs, ["sum"], name="residual"),
+             helper.make_node("Relu", ["sum"], ["y"], name="relu2")]
+    model = make_model(nodes, [("x", [1, 4, 6, 6])], [("y", None)], inits)
+    got, expected, files = compile_and_run(save(model, tmp_path), {"x": rand(1, 4, 6, 6)}, workdir=str(tmp_path))
+    assert_close(got, expected)
+    source = files["source"]
+    assert "adds its last input as node 'residual' (Add)" in source
+    assert "applies the activation of node 'relu2'" in source
+    assert "// Step 3" not in source  # two convolutions, nothing else

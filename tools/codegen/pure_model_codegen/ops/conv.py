@@ -60,7 +60,8 @@ def spatial_attrs(node, spatial_rank):
 
 
 def _conv_geometry(node, graph):
-    input_count(node, 2, 3)
+    # A fourth input is a residual that passes/fuse_residual.py folded into the convolution.
+    input_count(node, 2, 4 if "_fused_residual" in node.attrs else 3)
     x = require_dtype(node, graph, node.inputs[0], _FLOAT)
     w = require_dtype(node, graph, node.inputs[1], _FLOAT)
     if len(x.shape) not in (3, 4):
@@ -123,13 +124,22 @@ def _emit(node, ctx):
         ("kClipLo", float(activation[1])), ("kClipHi", float(activation[2])),
     ])
     bias = ctx.ptr(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else "nullptr"
+    residual = f", {ctx.ptr(node.inputs[3])}" if "_fused_residual" in node.attrs else ""
     if _uses_gemm(node, ctx.graph):
         packed = ctx.derived_constant(node, "packed_weights", pack_gemm_weights(ctx.graph.tensor(node.inputs[1]).value),
                                       comment=f"packed in panels of {GEMM_ROWS} output channels")
         return [f"pure_model::Conv2DGemm<{params}>({ctx.ptr(node.inputs[0])}, {packed}, {bias}, "
-                f"{ctx.ptr(node.outputs[0])}, {ctx.scratch(node)});"]
+                f"{ctx.ptr(node.outputs[0])}, {ctx.scratch(node)}{residual});"]
     return [f"pure_model::Conv2D<{params}>({ctx.ptr(node.inputs[0])}, {ctx.ptr(node.inputs[1])}, {bias}, "
-            f"{ctx.ptr(node.outputs[0])});"]
+            f"{ctx.ptr(node.outputs[0])}{residual});"]
+
+
+def add_residual(node, tensor_name, add_node_name):
+    """Makes the Conv `node` add `tensor_name` to its output (see passes/fuse_residual.py)."""
+    while len(node.inputs) < 3:
+        node.inputs.append("")  # the optional bias slot stays empty
+    node.inputs.append(tensor_name)
+    node.attrs["_fused_residual"] = add_node_name
 
 
 # kGemmRows in runtime/include/pure_model/kernels.h must equal GEMM_ROWS.

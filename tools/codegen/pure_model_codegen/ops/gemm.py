@@ -37,6 +37,15 @@ def _gemm_infer(node, graph):
 def _gemm_emit(node, ctx):
     m, n, k, trans_a, trans_b, c_strides = _gemm_dims(node, ctx.graph)
     activation = node.attrs.get("_fused_activation", ("kNone", float("-inf"), float("inf")))
+    b_weights = ctx.graph.tensor(node.inputs[1])
+    if trans_b and b_weights.is_constant:
+        # Stored as [K, N] at generation time, so the kernel's inner loop runs over contiguous
+        # memory instead of striding across rows of the transposed matrix.
+        b = ctx.derived_constant(node, "weights_kn", np.ascontiguousarray(b_weights.value.T),
+                                 comment="B transposed to [K, N] at generation time")
+        trans_b = 0
+    else:
+        b = ctx.ptr(node.inputs[1])
     params = ctx.param_struct(node, [
         ("kM", m), ("kN", n), ("kK", k), ("kTransA", bool(trans_a)), ("kTransB", bool(trans_b)),
         ("kAlpha", attr_float(node, "alpha", 1.0)), ("kBeta", attr_float(node, "beta", 1.0)),
@@ -45,8 +54,7 @@ def _gemm_emit(node, ctx):
         ("kClipLo", float(activation[1])), ("kClipHi", float(activation[2])),
     ])
     c = ctx.ptr(node.inputs[2]) if c_strides else "nullptr"
-    return [f"pure_model::Gemm<{params}>({ctx.ptr(node.inputs[0])}, {ctx.ptr(node.inputs[1])}, {c}, "
-            f"{ctx.ptr(node.outputs[0])});"]
+    return [f"pure_model::Gemm<{params}>({ctx.ptr(node.inputs[0])}, {b}, {c}, {ctx.ptr(node.outputs[0])});"]
 
 
 def _gemm_flops(node, graph):

@@ -4,13 +4,15 @@ Each pass is one module with one `run(graph)` function that returns the (possibl
 graph, so that each can be tested alone.
 """
 
-from pure_model_codegen.passes import check_ops, eliminate_dead, fold_batchnorm, fuse_activations, propagate
+from pure_model_codegen.passes import (check_ops, eliminate_dead, fold_batchnorm, fuse_activations, fuse_residual,
+                                       propagate)
 
 PIPELINE = (
     check_ops,  # every op is one we implement, before any work is done
     propagate,  # shapes and dtypes of every tensor; constant subgraphs folded
     eliminate_dead,  # nodes whose results nobody reads
     fold_batchnorm,  # BatchNormalization into the Conv before it
+    fuse_residual,  # Add(Conv(x), skip) into the Conv
     fuse_activations,  # Relu/Clip/Sigmoid into the Conv or Gemm that produces their input
 )
 
