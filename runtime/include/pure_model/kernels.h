@@ -52,18 +52,23 @@ inline void Conv2D(const float* x, const float* w, const float* bias, float* y,
           const int c = g * kCPerGroup + cg;
           const float* in = x + (static_cast<std::size_t>(n) * P::kC + c) * P::kH * P::kW;
           const float* k = w + (static_cast<std::size_t>(m) * kCPerGroup + cg) * P::kKH * P::kKW;
-          for (int kh = 0; kh < P::kKH; ++kh) {
-            for (int kw = 0; kw < P::kKW; ++kw) {
-              const float wv = k[kh * P::kKW + kw];
-              for (int oh = 0; oh < P::kOH; ++oh) {
-                const int ih = oh * P::kStrideH - P::kPadTop + kh * P::kDilH;
-                if (ih < 0 || ih >= P::kH) continue;
-                const float* in_row = in + ih * P::kW;
-                float* out_row = out + oh * P::kOW;
-                for (int ow = 0; ow < P::kOW; ++ow) {
-                  const int iw = ow * P::kStrideW - P::kPadLeft + kw * P::kDilW;
-                  if (iw < 0 || iw >= P::kW) continue;
-                  out_row[ow] += wv * in_row[iw];
+          // Row by row, so that the output row stays in L1 while every tap adds to it; each
+          // tap's range of output columns that read inside the input is computed up front, which
+          // leaves the innermost loop without branches for the compiler to vectorise.
+          for (int oh = 0; oh < P::kOH; ++oh) {
+            float* out_row = out + oh * P::kOW;
+            for (int kh = 0; kh < P::kKH; ++kh) {
+              const int ih = oh * P::kStrideH - P::kPadTop + kh * P::kDilH;
+              if (ih < 0 || ih >= P::kH) continue;
+              const float* in_row = in + ih * P::kW;
+              for (int kw = 0; kw < P::kKW; ++kw) {
+                const float wv = k[kh * P::kKW + kw];
+                const int shift = kw * P::kDilW - P::kPadLeft;  // iw = ow * stride + shift
+                const int ow_begin = shift >= 0 ? 0 : (-shift + P::kStrideW - 1) / P::kStrideW;
+                const int last = P::kW - 1 - shift;  // the largest ow * stride still inside
+                const int ow_end = last < 0 ? 0 : (last / P::kStrideW + 1 < P::kOW ? last / P::kStrideW + 1 : P::kOW);
+                for (int ow = ow_begin; ow < ow_end; ++ow) {
+                  out_row[ow] += wv * in_row[ow * P::kStrideW + shift];
                 }
               }
             }
