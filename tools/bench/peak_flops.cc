@@ -4,7 +4,8 @@
 //
 // Runs chains of fused multiply-adds on 16 (AVX-512) or 12 (AVX2) independent accumulators, enough
 // to cover the FMA latency times the number of FMA pipes of current x86 cores, with AVX-512 and AVX2 where
-// the CPU has them, and reports the best of a few trials. One thread: the benchmarks run on one
+// the CPU has them, and reports the best of 25 short trials (the best one is the one least
+// disturbed by whatever else runs on the machine). One thread: the benchmarks run on one
 // core too. Prints one JSON line: {"avx512_gflops": ..., "avx2_gflops": ..., "peak_gflops": ...}.
 #include <immintrin.h>
 
@@ -15,8 +16,8 @@
 
 namespace {
 
-constexpr long kIterations = 20'000'000;
-constexpr int kTrials = 3;
+constexpr long kIterations = 4'000'000;
+constexpr int kTrials = 25;
 
 volatile float g_sink;
 
