@@ -62,6 +62,7 @@ _KEYWORDS = set("""
     this thread_local throw true try typedef typeid typename union unsigned using virtual void volatile wchar_t
     while xor xor_eq errno assert stdin stdout stderr linux unix i386 main std pure_model
     i j o v row batch base
+    acc best at shift
 """.split())
 _RESERVED_PATTERN = re.compile(r"^(i\d+|_.*|.*__.*)$")
 

@@ -1,0 +1,249 @@
+"""Reductions and data movement, generated, compiled and run, against onnx's reference evaluator.
+
+Unlike helpers.compile_and_run these cases feed and read every element type, so the driver
+here passes raw bytes in and out.
+"""
+
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+from helpers import _kernels_include
+from pure_model_codegen import cli, ir
+from pure_model_codegen.errors import CodegenError
+
+RNG = np.random.default_rng(11)
+
+_MAIN = r"""
+#include <cstdio>
+#include <cstdlib>
+#include "model.h"
+static void Load(const char* path, unsigned char* data, std::size_t n) {
+  FILE* f = std::fopen(path, "rb");
+  if (!f || std::fread(data, 1, n, f) != n) std::abort();
+  std::fclose(f);
+}
+static void Store(const char* path, const unsigned char* data, std::size_t n) {
+  FILE* f = std::fopen(path, "wb");
+  if (!f || std::fwrite(data, 1, n, f) != n) std::abort();
+  std::fclose(f);
+}
+static t::Model model;
+%(buffers)s
+int main(int argc, char** argv) {
+  (void)argc;
+%(loads)s
+  model.Run(%(args)s);
+%(stores)s
+  return 0;
+}
+"""
+
+
+def rand(*shape, dtype=np.float32):
+    if np.dtype(dtype).kind == "f":
+        return RNG.uniform(-1, 1, shape).astype(dtype)
+    if np.dtype(dtype).kind == "b":
+        return RNG.integers(0, 2, shape).astype(bool)
+    low = 0 if np.dtype(dtype).kind == "u" else -20
+    return RNG.integers(low, 20, shape).astype(dtype)
+
+
+def make_model(nodes, feeds, outputs, inits=(), opset=18):
+    """feeds: {name: array} graph inputs; outputs: [name] or [(name, onnx dtype)], shapes unknown."""
+    outs = []
+    for out in outputs:
+        name, dtype = (out, None) if isinstance(out, str) else out
+        if dtype is None:
+            dtype = helper.np_dtype_to_tensor_dtype(next(iter(feeds.values())).dtype)
+        outs.append(helper.make_tensor_value_info(name, dtype, None))
+    graph = helper.make_graph(
+        nodes, "test",
+        [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape) for n, v in feeds.items()],
+        outs, [numpy_helper.from_array(np.asarray(v), k) for k, v in dict(inits).items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=9)
+    # The checker wants output shapes: take them (and the dtypes) from the reference evaluator.
+    results = ReferenceEvaluator(model).run(None, feeds)
+    del model.graph.output[:]
+    model.graph.output.extend(
+        helper.make_tensor_value_info(o.name, o.type.tensor_type.elem_type, np.asarray(r).shape)
+        for o, r in zip(outs, results))
+    return model
+
+
+def run_model(tmp_path, model, feeds):
+    """(generated outputs, reference outputs) as {name: array}."""
+    workdir = str(tmp_path)
+    path = os.path.join(workdir, "model.onnx")
+    onnx.save(model, path)
+    files = cli.generate_files(path, {k: v.shape for k, v in feeds.items()}, cpu="generic", namespace="t",
+                               class_name="Model", header_include="model.h", model_label="test")
+    for key, name in (("header", "model.h"), ("source", "model.cc")):
+        with open(os.path.join(workdir, name), "w") as f:
+            f.write(files[key])
+    # The reference evaluator widens some integer results (ReduceSumSquare of int32 to int64): the
+    # model's declared output types are what the generated code must produce.
+    declared = [helper.tensor_dtype_to_np_dtype(o.type.tensor_type.elem_type) for o in model.graph.output]
+    expected = [np.asarray(r).astype(d) for r, d in zip(ReferenceEvaluator(model).run(None, feeds), declared)]
+    names = [o.name for o in model.graph.output]
+    buffers, loads, stores, args, argv = [], [], [], [], []
+    for i, (name, value) in enumerate(feeds.items()):
+        buffers.append(f"alignas(64) static unsigned char in{i}[{max(value.nbytes, 1)}];")
+        loads.append(f"  Load(argv[{len(argv) + 1}], in{i}, {value.nbytes});")
+        argv.append(os.path.join(workdir, f"in{i}.bin"))
+        np.ascontiguousarray(value).tofile(argv[-1])
+        ctype = ir.cpp_type(ir.dtype_of_numpy(value.dtype))
+        args.append(f"reinterpret_cast<const {ctype}*>(in{i})")
+    for i, ref in enumerate(expected):
+        ref = np.asarray(ref)
+        buffers.append(f"alignas(64) static unsigned char out{i}[{max(ref.nbytes, 1)}];")
+        stores.append(f"  Store(argv[{len(argv) + 1}], out{i}, {ref.nbytes});")
+        argv.append(os.path.join(workdir, f"out{i}.bin"))
+        args.append(f"reinterpret_cast<{ir.cpp_type(ir.dtype_of_numpy(ref.dtype))}*>(out{i})")
+    with open(os.path.join(workdir, "main.cc"), "w") as f:
+        f.write(_MAIN % dict(buffers="\n".join(buffers), loads="\n".join(loads), stores="\n".join(stores),
+                             args=", ".join(args)))
+    binary = os.path.join(workdir, "model_bin")
+    result = subprocess.run(
+        [shutil.which("g++") or "c++", "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", "-I", workdir,
+         "-I", _kernels_include(), os.path.join(workdir, "main.cc"), os.path.join(workdir, "model.cc"), "-o", binary],
+        capture_output=True, text=True)
+    assert result.returncode == 0, f"generated code does not compile:\n{result.stderr[-4000:]}"
+    subprocess.run([binary] + argv, check=True)
+    got = {}
+    for i, (name, ref) in enumerate(zip(names, expected)):
+        ref = np.asarray(ref)
+        got[name] = np.fromfile(argv[len(feeds) + i], dtype=ref.dtype).reshape(ref.shape)
+    return got, dict(zip(names, (np.asarray(e) for e in expected))), files
+
+
+def check(tmp_path, nodes, feeds, outputs, inits=(), opset=18, rtol=1e-4):
+    got, expected, files = run_model(tmp_path, make_model(nodes, feeds, outputs, inits, opset), feeds)
+    for name, ref in expected.items():
+        assert got[name].shape == ref.shape, f"{name}: shape {got[name].shape}, expected {ref.shape}"
+        if ref.dtype.kind == "f":
+            np.testing.assert_allclose(got[name], ref, rtol=rtol, atol=1e-6, err_msg=name)
+        else:
+            np.testing.assert_array_equal(got[name], ref, err_msg=name)
+    return files
+
+
+# --- reductions ---------------------------------------------------------------------------------
+
+REDUCE_OPS = ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+              "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"]
+
+
+def _reduce_input(op, shape, dtype=np.float32):
+    x = rand(*shape, dtype=dtype)
+    if op == "ReduceLogSum":
+        x = np.abs(x) + np.asarray(0.1, dtype)
+    if op == "ReduceProd" and np.dtype(dtype).kind == "f":
+        x = (np.sign(x) * (0.5 + np.abs(x))).astype(dtype)
+    if op == "ReduceProd" and np.dtype(dtype).kind != "f":
+        x = (x % 3).astype(dtype)
+    return x
+
+
+@pytest.mark.parametrize("op", REDUCE_OPS)
+@pytest.mark.parametrize("axes,keepdims", [(None, 1), ([1], 0), ([0, 2], 1), ([-1], 1), ([1, 3], 0)])
+def test_reduce_axes_input(tmp_path, op, axes, keepdims):
+    x = _reduce_input(op, (2, 3, 4, 5))
+    inits, inputs = {}, ["x"]
+    if axes is not None:
+        inits["axes"] = np.asarray(axes, np.int64)
+        inputs.append("axes")
+    check(tmp_path, [helper.make_node(op, inputs, ["y"], keepdims=keepdims)], {"x": x}, ["y"], inits, opset=18)
+
+
+@pytest.mark.parametrize("op", REDUCE_OPS)
+def test_reduce_axes_attribute(tmp_path, op):
+    x = _reduce_input(op, (3, 2, 4))
+    node = helper.make_node(op, ["x"], ["y"], axes=[0, 2], keepdims=0)
+    check(tmp_path, [node], {"x": x}, ["y"], opset=11 if op != "ReduceSum" else 11)
+
+
+@pytest.mark.parametrize("op", ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
+                                "ReduceSumSquare"])
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.float64, np.uint8])
+def test_reduce_dtypes(tmp_path, op, dtype):
+    x = _reduce_input(op, (3, 4, 2), dtype)
+    check(tmp_path, [helper.make_node(op, ["x", "axes"], ["y"])], {"x": x}, ["y"],
+          {"axes": np.asarray([1], np.int64)}, opset=18)
+
+
+@pytest.mark.parametrize("op", ["ReduceMax", "ReduceMin"])
+def test_reduce_bool(tmp_path, op):
+    x = rand(3, 4, dtype=bool)
+    x[0] = True
+    x[1] = False
+    check(tmp_path, [helper.make_node(op, ["x", "axes"], ["y"], keepdims=0)], {"x": x}, ["y"],
+          {"axes": np.asarray([1], np.int64)}, opset=20)
+
+
+def test_reduce_noop_with_empty_axes(tmp_path):
+    x = rand(2, 3)
+    check(tmp_path, [helper.make_node("ReduceSum", ["x", "axes"], ["y"], noop_with_empty_axes=1)], {"x": x}, ["y"],
+          {"axes": np.zeros(0, np.int64)}, opset=13)
+    nodes = [helper.make_node("ReduceMax", ["x"], ["y"], noop_with_empty_axes=1, keepdims=0)]
+    check(tmp_path, nodes, {"x": x}, ["y"], opset=18)
+
+
+@pytest.mark.parametrize("op", REDUCE_OPS)
+def test_reduce_empty_set(tmp_path, op):
+    # Reducing an axis of extent 0: every output element is the spec's empty-set value.
+    x = np.zeros((2, 0, 4), np.float32)
+    check(tmp_path, [helper.make_node(op, ["x", "axes"], ["y"], keepdims=1)], {"x": x}, ["y"],
+          {"axes": np.asarray([1], np.int64)}, opset=18)
+
+
+def test_reduce_nan_and_inf(tmp_path):
+    x = rand(3, 4)
+    x[0, 1] = np.nan
+    x[1, 2] = np.inf
+    x[2, :2] = -np.inf  # (all -inf: the reference evaluator gives NaN, the spec's formula -inf)
+    nodes = [helper.make_node("ReduceMax", ["x", "axes"], ["a"], keepdims=0),
+             helper.make_node("ReduceMin", ["x", "axes"], ["b"], keepdims=0),
+             helper.make_node("ReduceLogSumExp", ["x", "axes"], ["c"], keepdims=0)]
+    check(tmp_path, nodes, {"x": x}, ["a", "b", "c"], {"axes": np.asarray([1], np.int64)})
+
+
+def test_reduce_logsumexp_large_values(tmp_path):
+    x = (rand(2, 5) * 200).astype(np.float32)
+    check(tmp_path, [helper.make_node("ReduceLogSumExp", ["x"], ["y"], axes=[1])], {"x": x}, ["y"], opset=13)
+
+
+def test_reduce_dynamic_axes_refused(tmp_path):
+    x = rand(2, 3)
+    model = make_model([helper.make_node("ReduceSum", ["x", "axes"], ["y"])],
+                       {"x": x, "axes": np.asarray([1], np.int64)}, ["y"], opset=13)
+    path = os.path.join(str(tmp_path), "m.onnx")
+    onnx.save(model, path)
+    with pytest.raises(CodegenError, match="axes"):
+        cli.generate_files(path, {"x": (2, 3), "axes": (1,)}, cpu="generic", namespace="t", class_name="Model",
+                           header_include="model.h", model_label="test")
+
+
+@pytest.mark.parametrize("op", ["ArgMax", "ArgMin"])
+@pytest.mark.parametrize("attrs", [{}, {"axis": 1, "keepdims": 0}, {"axis": -1, "select_last_index": 1},
+                                   {"axis": 0, "keepdims": 0, "select_last_index": 1}])
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+def test_arg(tmp_path, op, attrs, dtype):
+    x = RNG.integers(0, 3, (3, 4, 5)).astype(dtype)  # many ties
+    check(tmp_path, [helper.make_node(op, ["x"], ["y"], **attrs)], {"x": x}, [("y", TensorProto.INT64)], opset=13)
+
+
+@pytest.mark.parametrize("op", ["ArgMax", "ArgMin"])
+@pytest.mark.parametrize("last", [0, 1])
+def test_arg_nan(tmp_path, op, last):
+    x = rand(4, 6)
+    x[1, 2] = x[1, 4] = np.nan
+    x[3, 0] = np.nan
+    check(tmp_path, [helper.make_node(op, ["x"], ["y"], axis=1, select_last_index=last)], {"x": x},
+          [("y", TensorProto.INT64)], opset=13)
