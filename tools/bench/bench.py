@@ -43,6 +43,8 @@ import sys
 import tempfile
 import time
 
+import emx
+
 # The FP32 FMA peak of one core as measured for the project's notes (Zen 4 with AVX-512). The
 # tool also measures the machine it runs on (//tools/bench:peak_flops) and reports both.
 NOTES_PEAK_GFLOPS = 116.5
@@ -133,9 +135,11 @@ def child_env():
 
 
 class Bazel:
-    def __init__(self, workspace):
+    def __init__(self, workspace, build_args=()):
         self.workspace = workspace
         self.launcher = os.path.join(workspace, "tools", "bazel")
+        # --bazel_arg: options for every build and cquery (e.g. --config=x86_64_v4).
+        self.build_args = list(build_args)
 
     def run(self, args, capture=True, check=True):
         command = [self.launcher] + args
@@ -293,11 +297,14 @@ class Workspace:
         # stop the others.
         targets = ["//tools/bench:ort_benchmark", "//tools/bench:peak_flops"]
         for m in models:
-            targets += [m.library + "_benchmark", m.library + "_codegen", m.onnx_label]
+            targets += [m.library + "_benchmark", m.library + "_codegen"]
+            if not self._is_source_file(m.onnx_label):  # Bazel warns when asked to build one
+                targets.append(m.onnx_label)
         log(f"building {len(models)} model(s) and the ONNX Runtime harness...")
-        build = self.bazel.run(["build", "--keep_going", "--output_groups=+pure_model_report"] + targets,
+        build = self.bazel.run(["build", "--keep_going", "--output_groups=+pure_model_report"]
+                               + self.bazel.build_args + targets,
                                capture=False, check=False)
-        files = self._files(targets)
+        files = self._files(targets + [m.onnx_label for m in models if m.onnx_label not in targets])
         tools = {
             "ort_benchmark": files.get("//tools/bench:ort_benchmark", [None])[0],
             "peak_flops": files.get("//tools/bench:peak_flops", [None])[0],
@@ -320,10 +327,16 @@ class Workspace:
                     m.build_time = self._time_build(m)
         return models, tools
 
+    def _is_source_file(self, label):
+        if not label.startswith("//"):
+            return False
+        package, name = label[2:].split(":", 1)
+        return os.path.isfile(os.path.join(self.bazel.workspace, package, name))
+
     def _files(self, targets):
         expr = 'str(target.label) + "\\t" + "\\t".join([f.path for f in target.files.to_list()])'
-        result = self.bazel.run(["cquery", "--keep_going", "--output=starlark", "--starlark:expr=" + expr,
-                                 "set(%s)" % " ".join(targets)], check=False)
+        result = self.bazel.run(["cquery", "--keep_going", "--output=starlark", "--starlark:expr=" + expr]
+                                + self.bazel.build_args + ["set(%s)" % " ".join(targets)], check=False)
         files = {}
         for line in result.stdout.splitlines():
             label, *paths = line.split("\t")
@@ -337,8 +350,9 @@ class Workspace:
         with tempfile.TemporaryDirectory() as tmp:
             profile = os.path.join(tmp, "profile.json")
             started = time.monotonic()
-            result = self.bazel.run(["build", f"--profile={profile}", "--noremote_accept_cached", "--disk_cache=",
-                                     f"//{SCRATCH_PACKAGE}:timing_{m.name}_benchmark"], check=False)
+            result = self.bazel.run(["build", f"--profile={profile}", "--noremote_accept_cached", "--disk_cache="]
+                                    + self.bazel.build_args + [f"//{SCRATCH_PACKAGE}:timing_{m.name}_benchmark"],
+                                    check=False)
             wall = time.monotonic() - started
             if result.returncode != 0:
                 log(f"{m.name}: the timing build failed:\n" + "\n".join(result.stderr.strip().splitlines()[-8:]))
@@ -444,28 +458,43 @@ def summarize_processes(records):
     }
 
 
-def measure(model, ort_benchmark, args):
-    ours_cmd = [model.benchmark]
+def measure(model, ort_benchmark, args, emx_binary=None):
+    """Runs the harnesses alternately, each process on its own: ours, ORT[, emx], ours, ORT..."""
     shapes = model_inputs_from_help(model.benchmark)
     ort_cmd = [ort_benchmark, "--model=" + os.path.abspath(model.onnx)]
     ort_cmd += ["--input_shape=%s=%s" % (k, ",".join(map(str, v))) for k, v in shapes.items()]
+    commands = {"ours": [model.benchmark], "ort": ort_cmd}
+    if emx_binary:
+        commands["emx"] = [emx_binary]
 
     # Warm-up: one untimed process each, which also tells how many runs fit the time budget.
-    warm = [run_json(ours_cmd + ["--runs=3", "--warmup=1"], f"{model.name}: our benchmark"),
-            run_json(ort_cmd + ["--runs=3", "--warmup=1"], f"{model.name}: ort_benchmark")]
+    warm = [run_json(cmd + ["--runs=3", "--warmup=1"], f"{model.name}: {who} benchmark")
+            for who, cmd in commands.items()]
     if args.runs:
         runs = args.runs
     else:
         slowest = max(max(w["median_ms"] for w in warm), 1e-6)
         runs = int(min(max(args.seconds * 1000.0 / slowest, 5), 1000))
     common = [f"--runs={runs}", f"--warmup={args.warmup}", f"--seed={args.seed}"]
-    ours, ort = [], []
-    for round_index in range(args.rounds):
-        ours.append(run_json(ours_cmd + common, f"{model.name}: our benchmark"))
-        ort.append(run_json(ort_cmd + common, f"{model.name}: ort_benchmark"))
-    return {"runs_per_process": runs, "rounds": args.rounds, "warmup_per_process": args.warmup,
-            "input_shapes": shapes, "ours": summarize_processes(ours), "ort": summarize_processes(ort),
-            "ours_processes": ours, "ort_processes": ort}
+    records = {who: [] for who in commands}
+    for _ in range(args.rounds):
+        for who, cmd in commands.items():
+            records[who].append(run_json(cmd + common, f"{model.name}: {who} benchmark"))
+    result = {"runs_per_process": runs, "rounds": args.rounds, "warmup_per_process": args.warmup,
+              "input_shapes": shapes}
+    for who, processes in records.items():
+        result[who] = summarize_processes(processes)
+        result[who + "_processes"] = processes
+    return result
+
+
+def march_of(bazel_args):
+    """The -march our generated code gets under these Bazel options (see //platforms)."""
+    text = " ".join(bazel_args)
+    for level in ("v4", "v3"):
+        if f"x86_64_{level}" in text:
+            return [f"-march=x86-64-{level}"]
+    return []
 
 
 def ratio(a, b):
@@ -481,7 +510,7 @@ def gflops(flops, ms):
     return flops / (ms * 1e6) if flops is not None and ms else None
 
 
-def evaluate(model, ort_benchmark, args, peaks):
+def evaluate(model, ort_benchmark, args, peaks, emx_dir=None):
     result = {"name": model.name, "target": model.spec.target, "library": model.library,
               "onnx": model.onnx, "error": model.error}
     if model.error:
@@ -490,8 +519,19 @@ def evaluate(model, ort_benchmark, args, peaks):
         report = json.load(f)
     result["report"] = {k: report.get(k) for k in ("flops", "steps", "ops", "arena_bytes", "weight_bytes",
                                                    "generated_bytes", "fused_activations")}
-    log(f"{model.name}: measuring ({args.rounds} rounds, ours and ONNX Runtime alternately)...")
-    result.update(measure(model, ort_benchmark, args))
+    emx_binary = None
+    if args.emx:
+        log(f"{model.name}: generating and compiling with emx-onnx-cgen...")
+        try:
+            shapes = model_inputs_from_help(model.benchmark)
+            emx_binary, result["emx_build_time"] = emx.build(args.emx, model.name, model.onnx, shapes,
+                                                             march_of(args.bazel_arg), emx_dir)
+        except (emx.EmxError, OSError) as e:
+            result["emx_error"] = str(e)
+            log(f"{model.name}: emx-onnx-cgen: {e}")
+    who = "ours, ONNX Runtime and emx-onnx-cgen" if emx_binary else "ours and ONNX Runtime"
+    log(f"{model.name}: measuring ({args.rounds} rounds, {who} alternately)...")
+    result.update(measure(model, ort_benchmark, args, emx_binary))
     with tempfile.TemporaryDirectory() as tmp:
         result["sizes"] = deployment_sizes(model.benchmark, ort_benchmark, model.onnx, tmp)
     result["build_time"] = model.build_time
@@ -502,11 +542,21 @@ def evaluate(model, ort_benchmark, args, peaks):
         "peak_rss": ratio(ours["peak_rss_kb"], ort["peak_rss_kb"]),
         "deployed_bytes": ratio(sizes["ours_stripped_bytes"], sizes["ort_total_bytes"]),
     }
+    if emx_binary:
+        with tempfile.TemporaryDirectory() as tmp:
+            sizes["emx_stripped_bytes"] = stripped_size(emx_binary, tmp)
+        result["ratios_vs_emx"] = {
+            "latency": ratio(ours["median_ms"], result["emx"]["median_ms"]),
+            "peak_rss": ratio(ours["peak_rss_kb"], result["emx"]["peak_rss_kb"]),
+            "deployed_bytes": ratio(sizes["ours_stripped_bytes"], sizes["emx_stripped_bytes"]),
+        }
     result["gflops"] = {
         "ours": gflops(flops, ours["median_ms"]),
         "ort": gflops(flops, ort["median_ms"]),
     }
-    for who in ("ours", "ort"):
+    if emx_binary:
+        result["gflops"]["emx"] = gflops(flops, result["emx"]["median_ms"])
+    for who in [w for w in ("ours", "ort", "emx") if w in result["gflops"]]:
         value = result["gflops"][who]
         result["gflops"][who + "_of_notes_peak"] = ratio(value, peaks["notes"])
         result["gflops"][who + "_of_measured_peak"] = ratio(value, peaks.get("measured"))
@@ -567,6 +617,8 @@ def markdown(results, peaks, meta):
                  _fmt(geomean([r["gflops"]["ours"] for r in ok])), _fmt(geomean([r["gflops"]["ort"] for r in ok]))])
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["--:"] * (len(header) - 1)) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
+    if meta.get("emx"):
+        lines += [""] + emx_table(results)
     notes = [
         "",
         f"Latency: median over {meta['rounds']} processes each (per-process medians of the timed runs), "
@@ -583,6 +635,33 @@ def markdown(results, peaks, meta):
     return "\n".join(lines + notes) + "\n"
 
 
+def emx_table(results):
+    """The third column, as its own table: emx-onnx-cgen's numbers and ours relative to them."""
+    header = ["model", "emx ms", "ours/emx", "emx RSS MiB", "ours/emx", "emx MiB", "ours/emx",
+              "emx gen + compile s", "emx GFLOP/s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["--:"] * (len(header) - 1)) + "|"]
+    for r in results:
+        if r.get("error"):
+            continue
+        if "emx" not in r:
+            reason = (r.get("emx_error") or "not run").replace("|", "/")
+            lines.append(f"| {r['name']} | {reason} |" + " |" * (len(header) - 2))
+            continue
+        e, q, bt = r["emx"], r["ratios_vs_emx"], r["emx_build_time"]
+        lines.append("| " + " | ".join([
+            r["name"], _fmt(e["median_ms"]), _fmt(q["latency"]), _fmt(e["peak_rss_kb"] / 1024), _fmt(q["peak_rss"]),
+            _fmt(r["sizes"]["emx_stripped_bytes"] / MIB), _fmt(q["deployed_bytes"]),
+            f"{bt['codegen_s']:.1f} + {bt['compile_s']:.1f}", _fmt(r["gflops"]["emx"])]) + " |")
+    ok = [r for r in results if "ratios_vs_emx" in r]
+    lines.append("| **geomean** | | " + " | | ".join(
+        f"**{_fmt(geomean([r['ratios_vs_emx'][k] for r in ok]))}**" for k in ("latency", "peak_rss", "deployed_bytes"))
+        + " | | |")
+    lines += ["", "emx-onnx-cgen (emmtrix, PyPI): its C for the same .onnx, dynamic dimensions pinned, weights "
+              "inline, compiled with gcc -O3 and the same -march as ours, timed by a main of the same kind; "
+              "generate + compile are the wall times of the two commands (not Bazel actions)."]
+    return lines
+
+
 def machine_line(meta, peaks):
     measured = peaks.get("measured")
     peak = f"Peak of one core (FP32 FMA): {NOTES_PEAK_GFLOPS:g} GFLOP/s from the project notes"
@@ -590,8 +669,9 @@ def machine_line(meta, peaks):
         peak += (f" (the first percentage) and {measured:.1f} GFLOP/s measured here by "
                  f"//tools/bench:peak_flops (the second; AVX-512 {peaks.get('avx512') or 0:.0f}, "
                  f"AVX2 {peaks.get('avx2') or 0:.0f})")
+    options = " ".join(meta.get("bazel_args") or []) or "none (baseline x86-64 for the generated code)"
     return (f"Machine: {meta['cpu']}. {peak}. Load average before / after: {meta['load_before']} / "
-            f"{meta['load_after']}. Commit {meta['commit']}, {meta['date']}.")
+            f"{meta['load_after']}. Bazel options: {options}. Commit {meta['commit']}, {meta['date']}.")
 
 
 def chart(results, meta, path):
@@ -716,6 +796,10 @@ def parse_args(argv):
                         help="skip the generate + compile timing builds (the slow part for big models)")
     parser.add_argument("--no_peak_probe", action="store_true",
                         help="do not measure this core's peak FLOP/s (//tools/bench:peak_flops)")
+    parser.add_argument("--bazel_arg", action="append", default=[],
+                        help="an option for every build, e.g. --bazel_arg=--config=x86_64_v4 (repeatable)")
+    parser.add_argument("--emx", default=None,
+                        help="path of an `emx-onnx-cgen` command: adds emmtrix's generator as a third column")
     parser.add_argument("--prebuilt", action="append", default=[],
                         help="NAME|BENCHMARK|ONNX|REPORT: measure already built files, without Bazel (for tests)")
     parser.add_argument("--ort_benchmark", default=None, help="with --prebuilt: the ort_benchmark binary")
@@ -760,22 +844,32 @@ def main(argv=None):
             if unknown:
                 raise BenchError(f"not in {models_file}: {', '.join(unknown)} (have: {', '.join(s.name for s in specs)})")
             specs = [s for s in specs if s.name in wanted]
-        workspace_tool = Workspace(Bazel(workspace), working_directory)
+        workspace_tool = Workspace(Bazel(workspace, args.bazel_arg), working_directory)
         try:
             models, tools = workspace_tool.prepare(specs, not args.no_build_timing)
         finally:
             workspace_tool.remove_scratch()
 
     peaks = {"notes": NOTES_PEAK_GFLOPS}
-    if tools.get("peak_flops") and not args.no_peak_probe:
+    probe_peak = tools.get("peak_flops") and not args.no_peak_probe
+
+    def update_peak():
+        # The best of the probes before and after the models: on a shared machine a probe can
+        # land on a busy moment, and then it underestimates.
         log("measuring this core's peak FLOP/s...")
         probe = run_json([tools["peak_flops"]], "peak_flops")
-        peaks.update(measured=probe["peak_gflops"], avx512=probe["avx512_gflops"], avx2=probe["avx2_gflops"])
+        for key, value in (("measured", probe["peak_gflops"]), ("avx512", probe["avx512_gflops"]),
+                           ("avx2", probe["avx2_gflops"])):
+            if value is not None and value > (peaks.get(key) or 0):
+                peaks[key] = value
 
+    if probe_peak:
+        update_peak()
     results = []
+    emx_dir = tempfile.mkdtemp(prefix="bench_emx_") if args.emx else None
     for model in models:
         try:
-            result = evaluate(model, tools["ort_benchmark"], args, peaks)
+            result = evaluate(model, tools["ort_benchmark"], args, peaks, emx_dir)
         except BenchError as e:
             log(f"{model.name}: {e}")
             result = {"name": model.name, "target": model.spec.target, "error": str(e).splitlines()[0]}
@@ -790,11 +884,20 @@ def main(argv=None):
                 + (f"generate {bt['codegen_s']} s + compile {bt['compile_s']} s; " if bt else "")
                 + f"{_fmt(r['gflops']['ours'])} / {_fmt(r['gflops']['ort'])} GFLOP/s")
 
+    if emx_dir:
+        shutil.rmtree(emx_dir, ignore_errors=True)
+    if probe_peak:
+        update_peak()
+        # GFLOP/s shares of the measured peak, now that it is final.
+        for r in results:
+            for who in [w for w in ("ours", "ort", "emx") if w in r.get("gflops", {})]:
+                r["gflops"][who + "_of_measured_peak"] = ratio(r["gflops"][who], peaks.get("measured"))
     ok = [r for r in results if not r.get("error")]
     cpu, commit = machine_info(workspace)
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": cpu, "commit": commit, "rounds": args.rounds,
+        "cpu": cpu, "commit": commit, "rounds": args.rounds, "bazel_args": args.bazel_arg,
+        "emx": args.emx,
         "load_before": load_before, "load_after": load_average(),
         "geomean": {key: geomean([r["ratios"][key] for r in ok])
                     for key in ("latency", "peak_rss", "deployed_bytes")},
