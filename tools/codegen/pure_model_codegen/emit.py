@@ -31,8 +31,10 @@ class _Names:
     def take(self, base):
         name, suffix = base, 2
         # Never a keyword or a name the generated code declares itself (loop counters and locals).
+        # The suffix joins with one underscore: a base ending in '_' would otherwise give '__',
+        # reserved whatever the number, and the loop would never end.
         while name in self._used or cpp.is_reserved(name):
-            name, suffix = f"{base}_{suffix}", suffix + 1
+            name, suffix = f"{base.rstrip('_') or 'v'}_{suffix}", suffix + 1
         self._used.add(name)
         return name
 
