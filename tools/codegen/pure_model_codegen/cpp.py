@@ -138,3 +138,68 @@ def broadcast_loop(out_shape, in_shapes, in_ptrs, out_ptr, expr):
     for d in reversed(range(depth)):
         lines.append("  " * d + "}")
     return lines
+
+
+def gather_copy(dims, src, dst, table, fill=None):
+    """C++ lines copying `src` into `dst` (dense, row-major) where each output coordinate along a
+    dimension picks a source coordinate: Slice, Pad, Tile, Expand, Split, DepthToSpace, ...
+
+    `dims`: one (coords, stride) per output dimension, outermost first: `coords` (ints, one per
+    output position) are the source coordinates along that dimension, `stride` is the source's
+    element stride for one step of coordinate. With `fill` (a C++ expression), a coordinate that
+    is None (or negative) stands for the fill value (constant padding). `table(label, values)`
+    embeds an index table and returns its name; used when the coordinates are not affine.
+    """
+    offset, loops = 0, []  # loops: [extent, src stride or None, table name or None, fill check]
+    for d, (coords, stride) in enumerate(dims):
+        coords = [None if c is None or c < 0 else int(c) for c in coords]
+        if not coords:
+            return ["// The output is empty: nothing to copy."]
+        if all(c is None for c in coords):
+            return [f"for (std::size_t i = 0; i < {_product_of(dims)}; ++i) {dst}[i] = {fill};"]
+        if len(coords) == 1:
+            offset += coords[0] * stride
+            continue
+        step = coords[1] - coords[0] if None not in coords[:2] else None
+        if None not in coords and all(c == coords[0] + k * step for k, c in enumerate(coords)):
+            offset += coords[0] * stride
+            loops.append([len(coords), step * stride, None, False])
+        else:
+            bound = max(c for c in coords if c is not None) + 1
+            values = [bound if c is None else c for c in coords]
+            loops.append([len(coords), stride, table(f"dim{d}", values), None in coords and bound])
+    merged = []
+    for loop in loops:  # adjacent affine loops that walk the source contiguously become one
+        if merged and merged[-1][2] is None and loop[2] is None and merged[-1][1] == loop[0] * loop[1]:
+            merged[-1] = [merged[-1][0] * loop[0], loop[1], None, False]
+        else:
+            merged.append(loop)
+    if not merged:
+        return [f"{dst}[0] = {src}[{offset}];"]
+    names = [f"i{k}" for k in range(len(merged))]
+    terms = [str(offset)] if offset else []
+    checks = []
+    for name, (extent, stride, tab, bound) in zip(names, merged):
+        coord = f"{tab}[{name}]" if tab else name
+        if stride:
+            terms.append(coord if stride == 1 else f"{coord} * {stride}")
+        if bound:
+            checks.append(f"{tab}[{name}] != {bound}")
+    out_terms = []
+    for k, name in enumerate(names):
+        inner = math.prod(m[0] for m in merged[k + 1:])
+        out_terms.append(name if inner == 1 else f"{name} * {inner}")
+    value = f"{src}[{' + '.join(terms) or '0'}]"
+    if checks:
+        value = f"{' && '.join(checks)} ? {value} : {fill}"
+    lines = []
+    for depth, (name, (extent, *_)) in enumerate(zip(names, merged)):
+        lines.append("  " * depth + f"for (std::size_t {name} = 0; {name} < {extent}; ++{name}) {{")
+    lines.append("  " * len(merged) + f"{dst}[{' + '.join(out_terms)}] = {value};")
+    for depth in reversed(range(len(merged))):
+        lines.append("  " * depth + "}")
+    return lines
+
+
+def _product_of(dims):
+    return math.prod(len(coords) for coords, _ in dims)

@@ -247,3 +247,120 @@ def test_arg_nan(tmp_path, op, last):
     x[3, 0] = np.nan
     check(tmp_path, [helper.make_node(op, ["x"], ["y"], axis=1, select_last_index=last)], {"x": x},
           [("y", TensorProto.INT64)], opset=13)
+
+
+# --- data movement ------------------------------------------------------------------------------
+
+ALL_TYPES = [np.float32, np.int64, np.int32, np.uint8, np.int8, np.float64, np.uint16, bool]
+
+
+@pytest.mark.parametrize("params", [
+    ([1, 0], [3, 4], None, None),
+    ([0, -1], [10, -4], [0, 1], None),
+    ([-1, 10], [-10, 0], [1, 2], [-1, -2]),
+    ([3], [0], [-1], [-1]),
+    ([0, 1, 0], [2, 4, 5], [0, 1, 2], [2, 2, 3]),
+    ([2], [2], [0], None),
+])
+def test_slice_runtime(tmp_path, params):
+    starts, ends, axes, steps = params
+    x = rand(3, 4, 5)
+    inits = {"starts": np.asarray(starts, np.int64), "ends": np.asarray(ends, np.int64)}
+    inputs = ["x", "starts", "ends"]
+    if axes is not None:
+        inits["axes"] = np.asarray(axes, np.int64)
+    inputs.append("axes" if axes is not None else "")
+    if steps is not None:
+        inits["steps"] = np.asarray(steps, np.int64)
+        inputs.append("steps")
+    check(tmp_path, [helper.make_node("Slice", inputs, ["y"])], {"x": x}, ["y"], inits, opset=13)
+
+
+def test_slice_opset1(tmp_path):
+    node = helper.make_node("Slice", ["x"], ["y"], starts=[1, -3], ends=[1000, -1], axes=[0, 2])
+    check(tmp_path, [node], {"x": rand(3, 4, 5, dtype=np.int32)}, ["y"], opset=9)
+
+
+@pytest.mark.parametrize("dtype", ALL_TYPES)
+def test_split_types(tmp_path, dtype):
+    node = helper.make_node("Split", ["x", "split"], ["a", "b", "c"], axis=1)
+    check(tmp_path, [node], {"x": rand(2, 6, 3, dtype=dtype)}, ["a", "b", "c"],
+          {"split": np.asarray([1, 3, 2], np.int64)}, opset=13)
+
+
+@pytest.mark.parametrize("opset,attrs,inputs,outputs,shape", [
+    (11, {"axis": -1, "split": [2, 2]}, ["x"], 2, (3, 4)),
+    (11, {}, ["x"], 3, (6, 2)),
+    (18, {"num_outputs": 3, "axis": 1}, ["x"], 3, (2, 7)),
+    (18, {"num_outputs": 2}, ["x"], 2, (4, 3)),
+    (13, {"axis": 0}, ["x", "split"], 3, (5, 2)),
+])
+def test_split(tmp_path, opset, attrs, inputs, outputs, shape):
+    names = [f"y{k}" for k in range(outputs)]
+    inits = {"split": np.asarray([2, 0, 3], np.int64)} if "split" in inputs else {}
+    check(tmp_path, [helper.make_node("Split", inputs, names, **attrs)], {"x": rand(*shape)}, names, inits,
+          opset=opset)
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "edge", "wrap"])
+@pytest.mark.parametrize("pads", [[1, 2, 0, 2, 1, 3], [0, 0, 1, 0, 0, 2], [1, 0, 2, 0, 2, 1], [0, 4, 0, 0, 5, 0]])
+def test_pad(tmp_path, mode, pads):
+    x = rand(2, 3, 4)
+    inits = {"pads": np.asarray(pads, np.int64), "value": np.asarray(1.5, np.float32)}
+    check(tmp_path, [helper.make_node("Pad", ["x", "pads", "value"], ["y"], mode=mode)], {"x": x}, ["y"], inits,
+          opset=19)
+
+
+def test_pad_axes_and_runtime_value(tmp_path):
+    x = rand(2, 3, 4, dtype=np.int32)
+    feeds = {"x": x, "value": np.asarray(7, np.int32)}
+    inits = {"pads": np.asarray([1, 2, 0, 3], np.int64), "axes": np.asarray([-1, 0], np.int64)}
+    check(tmp_path, [helper.make_node("Pad", ["x", "pads", "value", "axes"], ["y"])], feeds, ["y"], inits, opset=18)
+
+
+def test_pad_attributes(tmp_path):
+    node = helper.make_node("Pad", ["x"], ["y"], pads=[0, 1, 1, 2], mode="reflect")
+    check(tmp_path, [node], {"x": rand(3, 4)}, ["y"], opset=2)
+    node = helper.make_node("Pad", ["x"], ["y"], pads=[1, 0, 0, 2], value=-2.0)
+    check(tmp_path, [node], {"x": rand(3, 4)}, ["y"], opset=2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, bool, np.int64])
+@pytest.mark.parametrize("repeats", [[2, 1, 3], [1, 1, 1], [3, 2, 1], [1, 0, 2]])
+def test_tile(tmp_path, dtype, repeats):
+    check(tmp_path, [helper.make_node("Tile", ["x", "r"], ["y"])], {"x": rand(2, 3, 2, dtype=dtype)}, ["y"],
+          {"r": np.asarray(repeats, np.int64)}, opset=13)
+
+
+@pytest.mark.parametrize("xshape,shape", [((3, 1), (2, 1, 6)), ((1, 4), (3, 4)), ((2, 3), (2, 3)),
+                                          ((4, 1, 2), (1, 3, 1)), ((1,), (2, 2))])
+def test_expand(tmp_path, xshape, shape):
+    check(tmp_path, [helper.make_node("Expand", ["x", "s"], ["y"])], {"x": rand(*xshape, dtype=np.int32)}, ["y"],
+          {"s": np.asarray(shape, np.int64)}, opset=13)
+
+
+@pytest.mark.parametrize("mode", ["DCR", "CRD"])
+def test_depth_to_space(tmp_path, mode):
+    check(tmp_path, [helper.make_node("DepthToSpace", ["x"], ["y"], blocksize=2, mode=mode)], {"x": rand(2, 8, 3, 2)},
+          ["y"], opset=13)
+
+
+def test_space_to_depth(tmp_path):
+    check(tmp_path, [helper.make_node("SpaceToDepth", ["x"], ["y"], blocksize=3)], {"x": rand(1, 2, 6, 3)}, ["y"],
+          opset=13)
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+@pytest.mark.parametrize("index_type", [np.int64, np.int32])
+def test_gather_runtime_indices(tmp_path, axis, index_type):
+    x = rand(3, 4, 5)
+    n = x.shape[axis]
+    idx = np.asarray([[0, n - 1, -1], [-n, 1, 2]], index_type)
+    check(tmp_path, [helper.make_node("Gather", ["x", "i"], ["y"], axis=axis)], {"x": x, "i": idx}, ["y"], opset=13)
+
+
+@pytest.mark.parametrize("axis", [0, 2, -2])
+def test_gather_constant_indices(tmp_path, axis):
+    x = rand(3, 4, 5, dtype=np.int64)
+    check(tmp_path, [helper.make_node("Gather", ["x", "i"], ["y"], axis=axis)], {"x": x}, ["y"],
+          {"i": np.asarray([2, -1, 0, 1], np.int64)}, opset=13)

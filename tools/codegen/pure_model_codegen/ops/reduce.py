@@ -231,7 +231,7 @@ def _make_reduce(kind, dtypes):
         out = ctx.graph.tensor(node.outputs[0])
         axes = _reduced_axes(node, ctx.graph)
         if out.elements == 0:
-            return ["// The output is empty: nothing to compute."]
+            return [f"(void){ctx.ptr(node.outputs[0])};  // The output is empty: nothing to compute."]
         dst = ctx.ptr(node.outputs[0])
         if axes is None:
             return [f"std::memcpy({dst}, {ctx.ptr(node.inputs[0])}, {x.nbytes});"]
@@ -325,7 +325,7 @@ def _make_arg(op_type, largest):
         axis, _, last = _arg_params(node, x.shape)
         out = ctx.graph.tensor(node.outputs[0])
         if out.elements == 0:
-            return ["// The output is empty: nothing to compute."]
+            return [f"(void){ctx.ptr(node.outputs[0])};  // The output is empty: nothing to compute."]
         outer, extent, inner = int(np.prod(x.shape[:axis])), x.shape[axis], int(np.prod(x.shape[axis + 1:]))
         ctype = ir.cpp_type(x.dtype)
         src, dst = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])

@@ -255,19 +255,35 @@ def _gather_evaluate(node, values):
 
 def _gather_emit(node, ctx):
     data = ctx.graph.tensor(node.inputs[0])
-    indices = constant_input(node, ctx.graph, 1, "indices")
     axis = normalize_axis(node, attr_int(node, "axis", 0), len(data.shape))
     item = np.dtype(ir.numpy_type(data.dtype)).itemsize
     outer = int(np.prod(data.shape[:axis]))
+    extent = data.shape[axis]
     block = int(np.prod(data.shape[axis + 1:])) * item
-    flat = [int(i) % data.shape[axis] for i in np.asarray(indices).reshape(-1)]
-    table = ctx.int_table(node, "indices", flat)
+    indices_tensor = ctx.graph.tensor(node.inputs[1])
+    if ctx.graph.tensor(node.outputs[0]).elements == 0:
+        return [f"(void){ctx.ptr(node.outputs[0])};  // The output is empty: nothing to copy."]
     src, dst = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
+    count = indices_tensor.elements
+    if indices_tensor.is_constant:
+        flat = [int(i) % extent for i in np.asarray(indices_tensor.value).reshape(-1)]
+        index = f"{ctx.int_table(node, 'indices', flat)}[j]"
+        pick = []
+    elif extent == 0:
+        raise CodegenError(f"gathers from axis {axis}, which is empty", node=node)
+    else:
+        # Indices known only at run time: negative ones count from the end; out of range ones
+        # are clamped into the axis (ONNX calls them an error; this must not read out of bounds).
+        pick = [f"    std::int64_t at = static_cast<std::int64_t>({ctx.ptr(node.inputs[1])}[j]);",
+                f"    if (at < 0) at += {extent};",
+                f"    at = at < 0 ? 0 : (at > {extent - 1} ? {extent - 1} : at);"]
+        index = "static_cast<std::size_t>(at)"
     return [
         f"for (std::size_t o = 0; o < {outer}; ++o) {{",
-        f"  for (std::size_t j = 0; j < {len(flat)}; ++j) {{",
-        f"    std::memcpy(reinterpret_cast<unsigned char*>({dst}) + (o * {len(flat)} + j) * {block},",
-        f"                reinterpret_cast<const unsigned char*>({src}) + (o * {data.shape[axis]} + {table}[j]) * {block},",
+        f"  for (std::size_t j = 0; j < {count}; ++j) {{",
+    ] + pick + [
+        f"    std::memcpy(reinterpret_cast<unsigned char*>({dst}) + (o * {count} + j) * {block},",
+        f"                reinterpret_cast<const unsigned char*>({src}) + (o * {extent} + {index}) * {block},",
         f"                {block});",
         "  }",
         "}",
@@ -405,5 +421,18 @@ def _slice_infer(node, graph):
     return [(x.dtype, tuple(len(range(*sl.indices(d))) for sl, d in zip(slices, x.shape)))]
 
 
-register("Slice", infer=_slice_infer,
+def _slice_emit(node, ctx):
+    # The parameters are constants (infer checks it); the data may be known only at run time.
+    x = ctx.graph.tensor(node.inputs[0])
+    values = [None] + [constant_input(node, ctx.graph, i, "slice parameter") for i in range(1, len(node.inputs))]
+    slices = _slice_params(node, x.shape, values)
+    if ctx.graph.tensor(node.outputs[0]).elements == 0:
+        return [f"(void){ctx.ptr(node.outputs[0])};  // The output is empty: nothing to copy."]
+    strides = [int(np.prod(x.shape[d + 1:])) for d in range(len(x.shape))]
+    dims = [(range(*sl.indices(n)), stride) for sl, n, stride in zip(slices, x.shape, strides)]
+    return cpp.gather_copy(dims, ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0]),
+                           lambda label, table: ctx.int_table(node, label, table))
+
+
+register("Slice", infer=_slice_infer, emit=_slice_emit, flops=lambda node, graph: 0,
          evaluate=lambda node, values: [np.ascontiguousarray(values[0][_slice_params(node, values[0].shape, values)])])

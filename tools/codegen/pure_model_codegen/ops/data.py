@@ -1,0 +1,351 @@
+"""Data movement at run time: Split, Pad, Tile, Expand, DepthToSpace, SpaceToDepth, and the
+index-driven ops Gather (see shape_ops), GatherElements, GatherND, ScatterElements, ScatterND.
+
+Every op here works on any element type: it only moves elements. Shapes, and the parameters
+that decide them (split sizes, pads, repeats, ...), must be known at generation time; indices of
+the gather/scatter ops may come at run time. A run-time index out of range is clamped into the
+axis (ONNX calls it an error; the generated code must not read or write outside a buffer).
+"""
+
+import numpy as np
+
+from pure_model_codegen import cpp, ir
+from pure_model_codegen.errors import CodegenError
+from pure_model_codegen.ops import attr_int, attr_ints, input_count, normalize_axis, register
+from pure_model_codegen.ops.shape_ops import constant_input
+
+_INDEX_TYPES = (6, 7)
+
+
+def _strides(shape):
+    return [int(np.prod(shape[d + 1:])) for d in range(len(shape))]
+
+
+def literal(value, dtype):
+    """A C++ literal of `value` in the element type `dtype`."""
+    value = np.asarray(value).astype(ir.numpy_type(dtype)).reshape(-1)[0]
+    if dtype == 1:
+        return cpp.float_literal(value)
+    if dtype == 11:
+        return cpp.float_literal(value).replace("<float>", "<double>") if not np.isfinite(value) else repr(float(value))
+    if dtype == 9:
+        return "true" if value else "false"
+    if dtype == 7 and int(value) == -(1 << 63):
+        return "std::numeric_limits<std::int64_t>::lowest()"
+    suffix = {7: "LL", 12: "U", 13: "ULL"}.get(dtype, "")
+    return f"static_cast<{ir.cpp_type(dtype)}>({int(value)}{suffix})"
+
+
+def _copy(ctx, node, src_name, dst_name, dims, fill=None):
+    """cpp.gather_copy with the node's tables and pointers."""
+    if ctx.graph.tensor(dst_name).elements == 0:
+        return empty_output(ctx, dst_name)
+    return cpp.gather_copy(dims, ctx.ptr(src_name), ctx.ptr(dst_name),
+                           lambda label, values: ctx.int_table(node, f"{dst_name}_{label}", values), fill)
+
+
+def empty_output(ctx, name):
+    """The step of an op whose output has no elements: nothing to do, but the buffer is named."""
+    return [f"(void){ctx.ptr(name)};  // The output is empty: nothing to compute."]
+
+
+def _free(node, graph):
+    return 0
+
+
+def _ints(node, graph, index, what):
+    value = constant_input(node, graph, index, what)
+    return None if value is None else [int(v) for v in np.asarray(value).reshape(-1)]
+
+
+def _values_graph(node, values):
+    from pure_model_codegen.ops.reduce import _ValuesGraph
+
+    return _ValuesGraph(node, values)
+
+
+# --- Split --------------------------------------------------------------------------------------
+
+def _split_sizes(node, graph):
+    x = graph.tensor(node.inputs[0])
+    axis = normalize_axis(node, attr_int(node, "axis", 0), len(x.shape))
+    extent = x.shape[axis]
+    outputs = len(node.outputs)
+    if node.opset >= 13:
+        split = _ints(node, graph, 1, "split")
+    elif node.opset >= 2:
+        input_count(node, 1)
+        split = attr_ints(node, "split")
+    else:  # Split-1: an attribute, or a second input
+        split = _ints(node, graph, 1, "split") if len(node.inputs) > 1 and node.inputs[1] else attr_ints(node, "split")
+    num_outputs = node.attrs.get("num_outputs") if node.opset >= 18 else None
+    if split is not None and num_outputs is not None:
+        raise CodegenError("has both the split input and the num_outputs attribute", node=node)
+    if split is not None:
+        if len(split) != outputs or any(s < 0 for s in split) or sum(split) != extent:
+            raise CodegenError(f"split {split} does not cut axis {axis} of extent {extent} into {outputs} outputs",
+                               node=node)
+        return axis, split
+    if num_outputs is not None:
+        if num_outputs != outputs:
+            raise CodegenError(f"num_outputs is {num_outputs} but the node has {outputs} outputs", node=node)
+        chunk = -(-extent // num_outputs)
+        sizes = [min(chunk, max(extent - k * chunk, 0)) for k in range(num_outputs)]
+        return axis, sizes
+    if extent % outputs:
+        raise CodegenError(f"axis {axis} of extent {extent} does not split into {outputs} equal parts", node=node)
+    return axis, [extent // outputs] * outputs
+
+
+def _split_infer(node, graph):
+    input_count(node, 1, 2)
+    x = graph.tensor(node.inputs[0])
+    axis, sizes = _split_sizes(node, graph)
+    return [(x.dtype, x.shape[:axis] + (s,) + x.shape[axis + 1:]) for s in sizes]
+
+
+def _split_evaluate(node, values):
+    axis, sizes = _split_sizes(node, _values_graph(node, values))
+    cuts = np.cumsum(sizes)[:-1]
+    return [np.ascontiguousarray(part) for part in np.split(values[0], cuts, axis=axis)]
+
+
+def _split_emit(node, ctx):
+    x = ctx.graph.tensor(node.inputs[0])
+    axis, sizes = _split_sizes(node, ctx.graph)
+    strides = _strides(x.shape)
+    lines, start = [], 0
+    for name, size in zip(node.outputs, sizes):
+        if name:
+            dims = [(range(n), s) for n, s in zip(x.shape, strides)]
+            dims[axis] = (range(start, start + size), strides[axis])
+            lines += [f"// '{cpp.comment_text(name)}'"] + _copy(ctx, node, node.inputs[0], name, dims)
+        start += size
+    return lines
+
+
+register("Split", infer=_split_infer, evaluate=_split_evaluate, emit=_split_emit, flops=_free)
+
+
+# --- Pad ----------------------------------------------------------------------------------------
+
+_PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "edge", "wrap": "wrap"}
+
+
+def _pad_params(node, graph):
+    """(pads begin, pads end per axis, mode, constant value text or input name or None)."""
+    x = graph.tensor(node.inputs[0])
+    rank = len(x.shape)
+    mode = node.attrs.get("mode", "constant")
+    if mode not in _PAD_MODES or (mode == "wrap" and node.opset < 19):
+        raise CodegenError(f"mode '{mode}' is not a padding mode", node=node)
+    value_name = None
+    if node.opset < 11:
+        input_count(node, 1)
+        pads = attr_ints(node, "pads" if node.opset >= 2 else "paddings")
+        if pads is None:
+            raise CodegenError("attribute 'pads' is missing", node=node)
+        value = float(node.attrs.get("value", 0.0))
+        axes = list(range(rank))
+    else:
+        input_count(node, 2, 4)
+        pads = _ints(node, graph, 1, "pads")
+        value = 0
+        if len(node.inputs) > 2 and node.inputs[2]:
+            value_name = node.inputs[2]
+            if graph.tensor(value_name).is_constant:
+                value, value_name = graph.tensor(value_name).value, None
+        axes = _ints(node, graph, 3, "axes") if node.opset >= 18 else None
+        axes = list(range(rank)) if axes is None else [normalize_axis(node, a, rank) for a in axes]
+    if len(set(axes)) != len(axes) or len(pads) != 2 * len(axes):
+        raise CodegenError(f"pads {pads} do not match {len(axes)} axes", node=node)
+    begin, end = [0] * rank, [0] * rank
+    for k, a in enumerate(axes):
+        begin[a], end[a] = pads[k], pads[k + len(axes)]
+    for a in range(rank):
+        if x.shape[a] + begin[a] + end[a] < 0:
+            raise CodegenError(f"pads {pads} remove more than axis {a} holds", node=node)
+    return begin, end, mode, value, value_name
+
+
+def _pad_coords(n, begin, end, mode):
+    """Source coordinate of each output position along one axis (None: the constant)."""
+    source = np.arange(n)
+    lo, hi = max(-begin, 0), n - max(-end, 0)  # negative pads crop
+    source = source[lo:max(hi, lo)]
+    b, e = max(begin, 0), max(end, 0)
+    if mode == "constant" or (b == 0 and e == 0):
+        return [None] * b + [int(c) for c in source] + [None] * e
+    if len(source) == 0:
+        raise ValueError(f"cannot pad an empty axis in mode '{mode}'")
+    if mode == "reflect" and len(source) == 1:
+        return [int(source[0])] * (b + 1 + e)
+    return [int(c) for c in np.pad(source, (b, e), mode={"edge": "edge", "reflect": "reflect", "wrap": "wrap"}[mode])]
+
+
+def _pad_infer(node, graph):
+    x = graph.tensor(node.inputs[0])
+    begin, end, mode, _, value_name = _pad_params(node, graph)
+    if value_name and graph.tensor(value_name).dtype != x.dtype:
+        raise CodegenError("constant_value has another type than the data", node=node)
+    if mode != "constant" and any(n == 0 and (b > 0 or e > 0) for n, b, e in zip(x.shape, begin, end)):
+        raise CodegenError(f"cannot pad an empty axis in mode '{mode}'", node=node)
+    return [(x.dtype, tuple(n + b + e for n, b, e in zip(x.shape, begin, end)))]
+
+
+def _pad_evaluate(node, values):
+    graph = _values_graph(node, values)
+    x = values[0]
+    begin, end, mode, value, _ = _pad_params(node, graph)
+    out = x
+    for a in range(x.ndim):
+        coords = _pad_coords(x.shape[a], begin[a], end[a], mode)
+        taken = np.take(out, [0 if c is None else c for c in coords], axis=a) if x.shape[a] else \
+            np.zeros(out.shape[:a] + (len(coords),) + out.shape[a + 1:], x.dtype)
+        mask = np.array([c is None for c in coords]).reshape([-1 if d == a else 1 for d in range(x.ndim)])
+        out = np.where(mask, np.asarray(value).astype(x.dtype).reshape(-1)[0] if np.size(value) else 0, taken)
+    return [out.astype(x.dtype)]
+
+
+def _pad_emit(node, ctx):
+    x = ctx.graph.tensor(node.inputs[0])
+    begin, end, mode, value, value_name = _pad_params(node, ctx.graph)
+    fill = f"{ctx.ptr(value_name)}[0]" if value_name else literal(value, x.dtype)
+    dims = [(_pad_coords(n, b, e, mode), s) for n, b, e, s in zip(x.shape, begin, end, _strides(x.shape))]
+    if ctx.graph.tensor(node.outputs[0]).elements == 0:
+        return empty_output(ctx, node.outputs[0])
+    return _copy(ctx, node, node.inputs[0], node.outputs[0], dims, fill)
+
+
+register("Pad", infer=_pad_infer, evaluate=_pad_evaluate, emit=_pad_emit, flops=_free)
+
+
+# --- Tile, Expand -------------------------------------------------------------------------------
+
+def _repeats(node, graph):
+    x = graph.tensor(node.inputs[0])
+    repeats = _ints(node, graph, 1, "repeats")
+    if repeats is None or len(repeats) != len(x.shape) or any(r < 0 for r in repeats):
+        raise CodegenError(f"repeats {repeats} do not fit rank {len(x.shape)}", node=node)
+    return repeats
+
+
+def _tile_check(node, version):
+    if version < 6:
+        raise CodegenError("Tile-1 (tiles and axis inputs) is not supported", node=node)
+
+
+def _tile_infer(node, graph):
+    input_count(node, 2)
+    x = graph.tensor(node.inputs[0])
+    return [(x.dtype, tuple(n * r for n, r in zip(x.shape, _repeats(node, graph))))]
+
+
+def _tile_emit(node, ctx):
+    x = ctx.graph.tensor(node.inputs[0])
+    repeats = _repeats(node, ctx.graph)
+    dims = []
+    for n, r, s in zip(x.shape, repeats, _strides(x.shape)):
+        dims += [([0] * r, 0), (range(n), s)]  # the output axis as (repeat, position)
+    return _copy(ctx, node, node.inputs[0], node.outputs[0], dims)
+
+
+register("Tile", infer=_tile_infer, emit=_tile_emit, flops=_free,
+         evaluate=lambda node, values: [np.tile(values[0], [int(r) for r in values[1].reshape(-1)])],
+         check=_tile_check)
+
+
+def _expand_shape(node, graph):
+    x = graph.tensor(node.inputs[0])
+    shape = _ints(node, graph, 1, "shape")
+    if shape is None:
+        raise CodegenError("the shape input is omitted", node=node)
+    rank = max(len(shape), len(x.shape))
+    a = (1,) * (rank - len(x.shape)) + tuple(x.shape)
+    b = (1,) * (rank - len(shape)) + tuple(shape)
+    out = []
+    for d, (m, n) in enumerate(zip(a, b)):
+        if m != n and m != 1 and n != 1:
+            raise CodegenError(f"cannot expand {list(x.shape)} to {shape} (dimension {d})", node=node)
+        out.append(m if n == 1 else n)
+    return tuple(out)
+
+
+def _expand_infer(node, graph):
+    input_count(node, 2)
+    return [(graph.tensor(node.inputs[0]).dtype, _expand_shape(node, graph))]
+
+
+def _expand_emit(node, ctx):
+    x = ctx.graph.tensor(node.inputs[0])
+    out = _expand_shape(node, ctx.graph)
+    padded = (1,) * (len(out) - len(x.shape)) + tuple(x.shape)
+    strides = _strides(padded)
+    dims = [(range(n) if m == n else [0] * n, s) for n, m, s in zip(out, padded, strides)]
+    return _copy(ctx, node, node.inputs[0], node.outputs[0], dims)
+
+
+register("Expand", infer=_expand_infer, emit=_expand_emit, flops=_free,
+         evaluate=lambda node, values: [
+             np.broadcast_to(values[0], _expand_shape(node, _values_graph(node, values))).copy()])
+
+
+# --- DepthToSpace, SpaceToDepth -----------------------------------------------------------------
+
+def _block(node, graph, to_space):
+    x = graph.tensor(node.inputs[0])
+    if len(x.shape) != 4:
+        raise CodegenError(f"expects a 4-D input, got {x.describe()}", node=node)
+    b = attr_int(node, "blocksize")
+    mode = node.attrs.get("mode", "DCR")  # SpaceToDepth has it from version 28 on
+    if b < 1 or mode not in ("DCR", "CRD"):
+        raise CodegenError(f"blocksize {b} / mode {mode} are not valid", node=node)
+    n, c, h, w = x.shape
+    if to_space and c % (b * b):
+        raise CodegenError(f"{c} channels do not divide by blocksize^2 = {b * b}", node=node)
+    if not to_space and (h % b or w % b):
+        raise CodegenError(f"spatial size {h}x{w} does not divide by blocksize {b}", node=node)
+    return b, mode
+
+
+def _block_views(shape, b, mode, to_space):
+    """(input viewed as 6-D, permutation): both ops are a transpose of a 6-D view of the input."""
+    n, c, h, w = shape
+    if to_space:
+        if mode == "DCR":
+            return (n, b, b, c // (b * b), h, w), (0, 3, 4, 1, 5, 2)
+        return (n, c // (b * b), b, b, h, w), (0, 1, 4, 2, 5, 3)
+    if mode == "DCR":
+        return (n, c, h // b, b, w // b, b), (0, 3, 5, 1, 2, 4)
+    return (n, c, h // b, b, w // b, b), (0, 1, 3, 5, 2, 4)
+
+
+def _make_block(op_type, to_space):
+    def infer(node, graph):
+        input_count(node, 1)
+        x = graph.tensor(node.inputs[0])
+        b, _ = _block(node, graph, to_space)
+        n, c, h, w = x.shape
+        shape = (n, c // (b * b), h * b, w * b) if to_space else (n, c * b * b, h // b, w // b)
+        return [(x.dtype, shape)]
+
+    def evaluate(node, values):
+        x = values[0]
+        b, mode = _block(node, _values_graph(node, values), to_space)
+        view, perm = _block_views(x.shape, b, mode, to_space)
+        out_shape = infer(node, _values_graph(node, values))[0][1]
+        return [np.ascontiguousarray(np.transpose(x.reshape(view), perm)).reshape(out_shape)]
+
+    def emit(node, ctx):
+        x = ctx.graph.tensor(node.inputs[0])
+        b, mode = _block(node, ctx.graph, to_space)
+        view, perm = _block_views(x.shape, b, mode, to_space)
+        strides = _strides(view)
+        dims = [(range(view[p]), strides[p]) for p in perm]
+        return _copy(ctx, node, node.inputs[0], node.outputs[0], dims)
+
+    register(op_type, infer=infer, evaluate=evaluate, emit=emit, flops=_free)
+
+
+_make_block("DepthToSpace", True)
+_make_block("SpaceToDepth", False)
