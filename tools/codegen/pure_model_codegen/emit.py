@@ -199,8 +199,11 @@ def generate(graph, *, namespace, class_name, header_include, model_label, cpu):
     steps = []
     for number, node in enumerate(graph.nodes, start=1):
         op = ops.lookup(node)
-        if op.view and node.name not in plan.copies:
-            body = [f"// A view of '{node.inputs[0]}': no code."]
+        if all(graph.tensor(name).elements == 0 for name in node.outputs if name):
+            # Loops over nothing would only draw compiler warnings (`i < 0` on an unsigned).
+            body = ["// Every output is empty: nothing to compute."]
+        elif op.view and node.name not in plan.copies:
+            body = [f"// A view of '{cpp.comment_text(node.inputs[0])}': no code."]
         elif op.view:
             tensor = graph.tensor(node.outputs[0])
             body = [f"std::memcpy({ctx.ptr(node.outputs[0])}, {ctx.ptr(node.inputs[0])}, {tensor.nbytes});"]
@@ -229,8 +232,9 @@ def generate(graph, *, namespace, class_name, header_include, model_label, cpu):
         if name in plan.alias_of:
             ctx.used.add(plan.alias_of[name])
     activations = [a for a in activations if a["tensor"] in ctx.used]
-    # An input the model never reads (a dead branch) stays in Run()'s signature, used for nothing.
-    unused_inputs = [entry["param"] for entry in inputs if entry["tensor"] not in ctx.used]
+    # An input the model never reads (a dead branch) stays in Run()'s signature, used for nothing;
+    # so does an output with no elements, which no step writes.
+    unused_inputs = [entry["param"] for entry in inputs + outputs if entry["tensor"] not in ctx.used]
     for a in activations:
         if a["offset"] is None:
             a["source"] = ctx.ptr(a["source"])

@@ -27,6 +27,9 @@ def _pool_geometry(node, graph):
         node, list(x.shape[2:]), kernel, strides, dilations, attr_ints(node, "pads"),
         node.attrs.get("auto_pad", "NOTSET"), attr_int(node, "ceil_mode", 0),
     )
+    # A window that lies entirely in the padding has no value (onnxruntime refuses such pads too).
+    if any(p >= k for p, k in zip(begin + end, kernel + kernel)):
+        raise CodegenError(f"pads {begin + end} must each be smaller than kernel_shape {kernel}", node=node)
     return x, kernel, strides, dilations, begin, end, out
 
 

@@ -44,7 +44,7 @@ alignas(64) const ${w["cpp_type"]} ${w["var"]}[${w["size"]}] = {
 
 void ${class_name}::Run(${", ".join([f'const {io["cpp_type"]}* {io["param"]}' for io in inputs] + [f'{io["cpp_type"]}* {io["param"]}' for io in outputs])}) {
 % for param in unused_inputs:
-  (void)${param};  // an input the model's outputs do not depend on
+  (void)${param};  // not read or written: no output depends on it, or it has no elements
 % endfor
 % for a in activations:
 %   if a["offset"] is not None:
