@@ -116,4 +116,5 @@ def input_count(node, low, high=None):
 
 # Importing the families registers their ops.
 from pure_model_codegen.ops import conv, elementwise, gemm, normalization, pool, shape_ops, softmax  # noqa: E402,F401
+from pure_model_codegen.ops import cast  # noqa: E402,F401
 from pure_model_codegen.ops import data, reduce  # noqa: E402,F401

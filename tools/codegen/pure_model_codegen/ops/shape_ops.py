@@ -340,17 +340,6 @@ def _constant_infer(node, graph):
 register("Constant", infer=_constant_infer)
 
 
-def _cast_infer(node, graph):
-    to = attr_int(node, "to")
-    if to not in ir.DTYPES:
-        raise CodegenError(f"cast to element type {to} is not supported", node=node)
-    return [(to, graph.tensor(node.inputs[0]).shape)]
-
-
-register("Cast", infer=_cast_infer,
-         evaluate=lambda node, values: [values[0].astype(ir.numpy_type(attr_int(node, "to")))])
-
-
 def _constant_of_shape_value(node):
     value = node.attrs.get("value")
     if value is None:
