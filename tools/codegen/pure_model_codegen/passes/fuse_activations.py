@@ -7,7 +7,7 @@ producer's output is not itself a graph output.
 
 import numpy as np
 
-from pure_model_codegen.ops.elementwise import clip_bounds
+from pure_model_codegen.ops.elementwise import clip_bounds, clip_bounds_known
 
 _PRODUCERS = {"Conv", "Gemm"}
 
@@ -17,7 +17,7 @@ def _activation(node, graph):
         return ("kRelu", -np.inf, np.inf)
     if node.op_type == "Sigmoid":
         return ("kSigmoid", -np.inf, np.inf)
-    if node.op_type == "Clip":
+    if node.op_type == "Clip" and clip_bounds_known(node, graph):
         lo, hi = clip_bounds(node, graph)
         return ("kClip", lo, hi)
     return None
