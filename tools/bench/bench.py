@@ -22,9 +22,12 @@ For every model in tools/bench/models.txt (or --models_file) it
      printed), <out>/results.json (everything, including every process's JSON line) and
      <out>/ratios.png (the ratios as a chart).
 
-A relative --out is taken from the directory `bazel run` was started in. Nothing is asserted:
-the numbers depend on the machine and on whatever else runs on it, which is why the harnesses
-alternate. See tools/bench/README.md.
+Also: --bazel_arg=--config=x86_64_v4 builds the generated code for AVX-512 (the default is
+baseline x86-64), --emx=PATH adds emmtrix's emx-onnx-cgen as a third column (emx.py),
+--no_build_timing skips step 2, --rounds/--runs/--seconds/--warmup tune step 3. A relative --out
+is taken from the directory `bazel run` was started in. Nothing is asserted: the numbers depend on
+the machine and on whatever else runs on it, which is why the harnesses alternate. See
+tools/bench/README.md.
 """
 
 import argparse
@@ -542,6 +545,10 @@ def evaluate(model, ort_benchmark, args, peaks, emx_dir=None):
         "peak_rss": ratio(ours["peak_rss_kb"], ort["peak_rss_kb"]),
         "deployed_bytes": ratio(sizes["ours_stripped_bytes"], sizes["ort_total_bytes"]),
     }
+    # Ours over ORT within each round, the two processes run back to back: less exposed to a
+    # slow phase of the machine than the ratio of the medians, so the two together show noise.
+    result["ratios"]["latency_paired_median"] = statistics.median(
+        a["median_ms"] / b["median_ms"] for a, b in zip(result["ours_processes"], result["ort_processes"]))
     if emx_binary:
         with tempfile.TemporaryDirectory() as tmp:
             sizes["emx_stripped_bytes"] = stripped_size(emx_binary, tmp)
