@@ -15,7 +15,8 @@ def _locked_versions():
 
 @pytest.mark.skipif("TEST_SRCDIR" not in os.environ, reason="checks the Bazel test environment")
 @pytest.mark.parametrize("module,project", [("onnx", "onnx"), ("numpy", "numpy"), ("mako", "mako"),
-                                            ("absl", "absl-py"), ("pytest", "pytest")])
+                                            ("absl", "absl-py"), ("pytest", "pytest"),
+                                            ("hypothesis", "hypothesis")])
 def test_imports_come_from_the_locked_wheels(module, project):
     imported = __import__(module)
     path = os.path.abspath(imported.__file__)
