@@ -364,3 +364,60 @@ def test_gather_constant_indices(tmp_path, axis):
     x = rand(3, 4, 5, dtype=np.int64)
     check(tmp_path, [helper.make_node("Gather", ["x", "i"], ["y"], axis=axis)], {"x": x}, ["y"],
           {"i": np.asarray([2, -1, 0, 1], np.int64)}, opset=13)
+
+
+def _indices(shape, extent, dtype=np.int64):
+    return RNG.integers(-extent, extent, shape).astype(dtype)
+
+
+@pytest.mark.parametrize("axis,ishape", [(0, (2, 4, 5)), (1, (3, 6, 5)), (-1, (3, 4, 5)), (2, (3, 4, 1)), (2, (3, 4, 7))])
+@pytest.mark.parametrize("runtime", [True, False])
+def test_gather_elements(tmp_path, axis, ishape, runtime):
+    x = rand(3, 4, 5)
+    idx = _indices(ishape, x.shape[axis], np.int32 if runtime else np.int64)
+    feeds, inits = ({"x": x, "i": idx}, {}) if runtime else ({"x": x}, {"i": idx})
+    check(tmp_path, [helper.make_node("GatherElements", ["x", "i"], ["y"], axis=axis)], feeds, ["y"], inits, opset=13)
+
+
+@pytest.mark.parametrize("batch_dims,dshape,ishape", [(0, (3, 4, 5), (2, 2)), (0, (3, 4, 5), (2, 3, 3)),
+                                                       (1, (2, 4, 5), (2, 3, 1)), (0, (6,), (4, 1)),
+                                                       (2, (2, 3, 4, 5), (2, 3, 2, 2))])
+def test_gather_nd(tmp_path, batch_dims, dshape, ishape):
+    x = rand(*dshape, dtype=np.int32)
+    k = ishape[-1]
+    idx = np.stack([_indices(ishape[:-1], dshape[batch_dims + t]) for t in range(k)], axis=-1)
+    check(tmp_path, [helper.make_node("GatherND", ["x", "i"], ["y"], batch_dims=batch_dims)], {"x": x, "i": idx},
+          ["y"], opset=13)
+
+
+@pytest.mark.parametrize("reduction", ["none", "add", "mul", "max", "min"])
+@pytest.mark.parametrize("axis", [0, -1])
+def test_scatter_elements(tmp_path, reduction, axis):
+    x = rand(3, 4)
+    ishape = (2, 4) if axis == 0 else (3, 2)
+    if reduction == "none":  # distinct targets: with duplicates the result is unspecified
+        idx = np.stack([RNG.permutation(x.shape[axis])[:2] for _ in range(4 if axis == 0 else 3)],
+                       axis=1 if axis == 0 else 0).astype(np.int64)
+        idx = idx.reshape(ishape) if idx.shape == ishape else idx.T
+    else:
+        idx = _indices(ishape, x.shape[axis])
+    feeds = {"x": x, "i": idx, "u": rand(*ishape)}
+    check(tmp_path, [helper.make_node("ScatterElements", ["x", "i", "u"], ["y"], axis=axis, reduction=reduction)],
+          feeds, ["y"], opset=18)
+
+
+@pytest.mark.parametrize("reduction", ["none", "add", "max"])
+def test_scatter_nd(tmp_path, reduction):
+    x = rand(4, 3, 2)
+    idx = np.asarray([[[0, 1]], [[3, -1]], [[2, 0]]], np.int64) if reduction == "none" else \
+        np.asarray([[[0, 1]], [[0, 1]], [[2, 0]]], np.int64)
+    feeds = {"x": x, "i": idx, "u": rand(3, 1, 2)}
+    check(tmp_path, [helper.make_node("ScatterND", ["x", "i", "u"], ["y"], reduction=reduction)], feeds, ["y"],
+          opset=18)
+
+
+def test_scatter_nd_rows(tmp_path):
+    x = rand(4, 3, dtype=np.int64)
+    feeds = {"x": x, "u": rand(2, 3, dtype=np.int64)}
+    check(tmp_path, [helper.make_node("ScatterND", ["x", "i", "u"], ["y"])], feeds, ["y"],
+          {"i": np.asarray([[3], [1]], np.int64)}, opset=13)

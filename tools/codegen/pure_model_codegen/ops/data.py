@@ -349,3 +349,279 @@ def _make_block(op_type, to_space):
 
 _make_block("DepthToSpace", True)
 _make_block("SpaceToDepth", False)
+
+
+# --- index-driven ops: GatherElements, GatherND, ScatterElements, ScatterND, OneHot -----------------
+
+def _index_type(node, graph, index, what="indices"):
+    tensor = graph.tensor(node.inputs[index])
+    if tensor.dtype not in _INDEX_TYPES:
+        raise CodegenError(f"{what} must be int32 or int64, got {ir.dtype_name(tensor.dtype)}", node=node)
+    return tensor
+
+
+def _clamped(var, expr, extent, indent="  "):
+    """Lines declaring `var`, the run-time index `expr` made non-negative and clamped into [0, extent)."""
+    return [f"{indent}std::int64_t {var} = static_cast<std::int64_t>({expr});",
+            f"{indent}if ({var} < 0) {var} += {extent};",
+            f"{indent}{var} = {var} < 0 ? 0 : ({var} > {extent - 1} ? {extent - 1} : {var});"]
+
+
+def _loops(extents, body):
+    """Nested loops i0, i1, ... over `extents` around `body`."""
+    lines = []
+    for d, n in enumerate(extents):
+        lines.append("  " * d + f"for (std::size_t i{d} = 0; i{d} < {n}; ++i{d}) {{")
+    lines += ["  " * len(extents) + line for line in body]
+    for d in reversed(range(len(extents))):
+        lines.append("  " * d + "}")
+    return lines
+
+
+def _flat(names, shape):
+    strides = _strides(shape)
+    terms = [n if s == 1 else f"{n} * {s}" for n, s in zip(names, strides) if s]
+    return " + ".join(terms) or "0"
+
+
+def _check_elements_indices(node, graph, data, indices, axis):
+    if len(indices.shape) != len(data.shape):
+        raise CodegenError(f"indices {indices.describe()} and data {data.describe()} differ in rank", node=node)
+    for d, (m, n) in enumerate(zip(indices.shape, data.shape)):
+        if d != axis and m > n:
+            raise CodegenError(f"indices dimension {d} ({m}) exceeds the data's ({n})", node=node)
+    if data.shape[axis] == 0 and indices.elements:
+        raise CodegenError(f"axis {axis} of the data is empty", node=node)
+
+
+def _np_index(indices, extent):
+    idx = indices.astype(np.int64)
+    return np.clip(np.where(idx < 0, idx + extent, idx), 0, max(extent - 1, 0))
+
+
+def _gather_elements_infer(node, graph):
+    input_count(node, 2)
+    data, indices = graph.tensor(node.inputs[0]), _index_type(node, graph, 1)
+    axis = normalize_axis(node, attr_int(node, "axis", 0), len(data.shape))
+    _check_elements_indices(node, graph, data, indices, axis)
+    return [(data.dtype, indices.shape)]
+
+
+def _gather_elements_evaluate(node, values):
+    data, indices = values
+    axis = normalize_axis(node, attr_int(node, "axis", 0), data.ndim)
+    return [np.take_along_axis(data, _np_index(indices, data.shape[axis]), axis=axis)]
+
+
+def _gather_elements_emit(node, ctx):
+    data, indices = ctx.graph.tensor(node.inputs[0]), ctx.graph.tensor(node.inputs[1])
+    axis = normalize_axis(node, attr_int(node, "axis", 0), len(data.shape))
+    if indices.elements == 0:
+        return empty_output(ctx, node.outputs[0])
+    names = [f"i{d}" for d in range(len(indices.shape))]
+    strides = _strides(data.shape)
+    source = " + ".join([f"{n} * {s}" if s != 1 else n for d, (n, s) in enumerate(zip(names, strides)) if d != axis]
+                        + [f"at * {strides[axis]}" if strides[axis] != 1 else "at"])
+    flat = _flat(names, indices.shape)
+    src, idx, dst = ctx.ptr(node.inputs[0]), ctx.ptr(node.inputs[1]), ctx.ptr(node.outputs[0])
+    body = _clamped("at", f"{idx}[{flat}]", data.shape[axis], "") + [f"{dst}[{flat}] = {src}[{source}];"]
+    return _loops(indices.shape, body)
+
+
+register("GatherElements", infer=_gather_elements_infer, evaluate=_gather_elements_evaluate,
+         emit=_gather_elements_emit, flops=_free)
+
+
+def _scatter_reduction(node):
+    reduction = node.attrs.get("reduction", "none")
+    if reduction not in ("none", "add", "mul", "max", "min"):
+        raise CodegenError(f"reduction '{reduction}' is not supported", node=node)
+    return reduction
+
+
+def _combine(reduction, target, value, floating):
+    if reduction == "none":
+        return f"{target} = {value};"
+    if reduction == "add":
+        return f"{target} += {value};"
+    if reduction == "mul":
+        return f"{target} *= {value};"
+    better = ">" if reduction == "max" else "<"
+    nan = f" || {value} != {value}" if floating else ""
+    return f"if ({value} {better} {target}{nan}) {target} = {value};"
+
+
+def _np_combine(reduction, out, where, values):
+    if reduction == "none":
+        for w, v in zip(where, values):
+            out[w] = v
+    else:
+        fn = {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}[reduction]
+        for w, v in zip(where, values):
+            out[w] = fn(out[w], v)
+
+
+def _scatter_elements_infer(node, graph):
+    input_count(node, 3)
+    data, indices = graph.tensor(node.inputs[0]), _index_type(node, graph, 1)
+    updates = graph.tensor(node.inputs[2])
+    axis = normalize_axis(node, attr_int(node, "axis", 0), len(data.shape))
+    _check_elements_indices(node, graph, data, indices, axis)
+    if updates.shape != indices.shape or updates.dtype != data.dtype:
+        raise CodegenError(f"updates {updates.describe()} must match the indices' shape and the data's type",
+                           node=node)
+    if _scatter_reduction(node) != "none" and data.dtype == 9:
+        raise CodegenError("reductions over bool data are not supported", node=node)
+    return [(data.dtype, data.shape)]
+
+
+def _scatter_elements_evaluate(node, values):
+    data, indices, updates = values
+    axis = normalize_axis(node, attr_int(node, "axis", 0), data.ndim)
+    out = data.copy()
+    idx = _np_index(indices, data.shape[axis])
+    where = []
+    for pos in np.ndindex(*indices.shape):
+        target = list(pos)
+        target[axis] = int(idx[pos])
+        where.append(tuple(target))
+    _np_combine(_scatter_reduction(node), out, where, [updates[pos] for pos in np.ndindex(*indices.shape)])
+    return [out]
+
+
+def _scatter_elements_emit(node, ctx):
+    data, indices = ctx.graph.tensor(node.inputs[0]), ctx.graph.tensor(node.inputs[1])
+    axis = normalize_axis(node, attr_int(node, "axis", 0), len(data.shape))
+    dst = ctx.ptr(node.outputs[0])
+    if data.elements == 0:
+        return empty_output(ctx, node.outputs[0])
+    lines = [f"std::memcpy({dst}, {ctx.ptr(node.inputs[0])}, {data.nbytes});"]
+    if indices.elements == 0:
+        return lines
+    names = [f"i{d}" for d in range(len(indices.shape))]
+    strides = _strides(data.shape)
+    target = " + ".join([f"{n} * {s}" if s != 1 else n for d, (n, s) in enumerate(zip(names, strides)) if d != axis]
+                        + [f"at * {strides[axis]}" if strides[axis] != 1 else "at"])
+    flat = _flat(names, indices.shape)
+    idx, upd = ctx.ptr(node.inputs[1]), ctx.ptr(node.inputs[2])
+    body = _clamped("at", f"{idx}[{flat}]", data.shape[axis], "")
+    body.append(_combine(_scatter_reduction(node), f"{dst}[{target}]", f"{upd}[{flat}]", data.dtype in (1, 11)))
+    return lines + _loops(indices.shape, body)
+
+
+register("ScatterElements", infer=_scatter_elements_infer, evaluate=_scatter_elements_evaluate,
+         emit=_scatter_elements_emit, flops=_free)
+
+
+def _nd_params(node, graph, batch_dims=0):
+    data, indices = graph.tensor(node.inputs[0]), _index_type(node, graph, 1)
+    if not indices.shape:
+        raise CodegenError("indices must have rank 1 or more", node=node)
+    k = indices.shape[-1]
+    if batch_dims < 0 or batch_dims >= min(len(data.shape), len(indices.shape)) and batch_dims:
+        raise CodegenError(f"batch_dims {batch_dims} is out of range", node=node)
+    if batch_dims + k > len(data.shape) or tuple(indices.shape[:batch_dims]) != tuple(data.shape[:batch_dims]):
+        raise CodegenError(f"indices {indices.describe()} do not address data {data.describe()} "
+                           f"(batch_dims {batch_dims})", node=node)
+    if any(data.shape[batch_dims + t] == 0 for t in range(k)) and indices.elements:
+        raise CodegenError("indexes an empty axis", node=node)
+    return data, indices, k
+
+
+def _gather_nd_infer(node, graph):
+    input_count(node, 2)
+    b = attr_int(node, "batch_dims", 0)
+    data, indices, k = _nd_params(node, graph, b)
+    return [(data.dtype, tuple(indices.shape[:-1]) + tuple(data.shape[b + k:]))]
+
+
+def _gather_nd_evaluate(node, values):
+    data, indices = values
+    b = attr_int(node, "batch_dims", 0)
+    k = indices.shape[-1]
+    batch = int(np.prod(data.shape[:b]))
+    d = data.reshape((batch,) + data.shape[b:])
+    idx = indices.reshape((batch, -1, k)).astype(np.int64)
+    out = []
+    for bi in range(batch):
+        for row in idx[bi]:
+            pos = tuple(int(_np_index(np.asarray(row[t]), data.shape[b + t])) for t in range(k))
+            out.append(d[bi][pos])
+    shape = tuple(indices.shape[:-1]) + tuple(data.shape[b + k:])
+    return [np.asarray(out, dtype=data.dtype).reshape(shape)]
+
+
+def _nd_offset_lines(idx, k, data_shape, b, row_expr):
+    """Lines computing `at`, the element offset (within one batch) of the slice that index row `row_expr` picks."""
+    strides = _strides(data_shape)
+    lines = ["std::int64_t at = 0;"]
+    for t in range(k):
+        lines += ["{"] + _clamped("v", f"{idx}[{row_expr} + {t}]" if t else f"{idx}[{row_expr}]", data_shape[b + t])
+        lines += [f"  at += v * {strides[b + t]};", "}"]
+    return lines
+
+
+def _gather_nd_emit(node, ctx):
+    b = attr_int(node, "batch_dims", 0)
+    data, indices, k = _nd_params(node, ctx.graph, b)
+    if ctx.graph.tensor(node.outputs[0]).elements == 0:
+        return empty_output(ctx, node.outputs[0])
+    batch = int(np.prod(data.shape[:b]))
+    rows = int(np.prod(indices.shape[b:-1]))
+    block = int(np.prod(data.shape[b + k:]))
+    per_batch = int(np.prod(data.shape[b:]))
+    src, idx, dst = ctx.ptr(node.inputs[0]), ctx.ptr(node.inputs[1]), ctx.ptr(node.outputs[0])
+    body = _nd_offset_lines(idx, k, data.shape, b, f"(i0 * {rows} + i1) * {k}")
+    body += [f"for (std::size_t j = 0; j < {block}; ++j) {{",
+             f"  {dst}[(i0 * {rows} + i1) * {block} + j] = {src}[i0 * {per_batch} + static_cast<std::size_t>(at) + j];",
+             "}"]
+    return _loops([batch, rows], body)
+
+
+register("GatherND", infer=_gather_nd_infer, evaluate=_gather_nd_evaluate, emit=_gather_nd_emit, flops=_free)
+
+
+def _scatter_nd_infer(node, graph):
+    input_count(node, 3)
+    data, indices, k = _nd_params(node, graph)
+    updates = graph.tensor(node.inputs[2])
+    expected = tuple(indices.shape[:-1]) + tuple(data.shape[k:])
+    if updates.shape != expected or updates.dtype != data.dtype:
+        raise CodegenError(f"updates {updates.describe()} must be {ir.dtype_name(data.dtype)}{list(expected)}",
+                           node=node)
+    if _scatter_reduction(node) != "none" and data.dtype == 9:
+        raise CodegenError("reductions over bool data are not supported", node=node)
+    return [(data.dtype, data.shape)]
+
+
+def _scatter_nd_evaluate(node, values):
+    data, indices, updates = values
+    k = indices.shape[-1]
+    out = data.copy()
+    rows = indices.reshape(-1, k)
+    ups = updates.reshape((rows.shape[0],) + data.shape[k:])
+    where = [tuple(int(_np_index(np.asarray(r[t]), data.shape[t])) for t in range(k)) for r in rows]
+    _np_combine(_scatter_reduction(node), out, where, list(ups))
+    return [out]
+
+
+def _scatter_nd_emit(node, ctx):
+    data, indices, k = _nd_params(node, ctx.graph)
+    dst = ctx.ptr(node.outputs[0])
+    if data.elements == 0:
+        return empty_output(ctx, node.outputs[0])
+    lines = [f"std::memcpy({dst}, {ctx.ptr(node.inputs[0])}, {data.nbytes});"]
+    rows = int(np.prod(indices.shape[:-1]))
+    block = int(np.prod(data.shape[k:]))
+    if rows == 0 or block == 0:
+        return lines
+    idx, upd = ctx.ptr(node.inputs[1]), ctx.ptr(node.inputs[2])
+    body = _nd_offset_lines(idx, k, data.shape, 0, f"i0 * {k}")
+    body += [f"for (std::size_t j = 0; j < {block}; ++j) {{",
+             "  " + _combine(_scatter_reduction(node), f"{dst}[static_cast<std::size_t>(at) + j]",
+                             f"{upd}[i0 * {block} + j]", data.dtype in (1, 11)),
+             "}"]
+    return lines + _loops([rows], body)
+
+
+register("ScatterND", infer=_scatter_nd_infer, evaluate=_scatter_nd_evaluate, emit=_scatter_nd_emit, flops=_free)
