@@ -421,3 +421,39 @@ def test_scatter_nd_rows(tmp_path):
     feeds = {"x": x, "u": rand(2, 3, dtype=np.int64)}
     check(tmp_path, [helper.make_node("ScatterND", ["x", "i", "u"], ["y"])], feeds, ["y"],
           {"i": np.asarray([[3], [1]], np.int64)}, opset=13)
+
+
+@pytest.mark.parametrize("exclusive", [0, 1])
+@pytest.mark.parametrize("reverse", [0, 1])
+@pytest.mark.parametrize("axis,dtype", [(0, np.float32), (-1, np.int32), (1, np.int64)])
+def test_cumsum(tmp_path, exclusive, reverse, axis, dtype):
+    check(tmp_path, [helper.make_node("CumSum", ["x", "a"], ["y"], exclusive=exclusive, reverse=reverse)],
+          {"x": rand(3, 4, 2, dtype=dtype)}, ["y"], {"a": np.asarray(axis, np.int64)}, opset=14)
+
+
+@pytest.mark.parametrize("upper", [0, 1])
+@pytest.mark.parametrize("k", [None, 0, 2, -1, -5, 7])
+def test_trilu(tmp_path, upper, k):
+    inits, inputs = ({"k": np.asarray(k, np.int64)}, ["x", "k"]) if k is not None else ({}, ["x"])
+    check(tmp_path, [helper.make_node("Trilu", inputs, ["y"], upper=upper)], {"x": rand(2, 4, 5, dtype=np.int64)},
+          ["y"], inits, opset=14)
+
+
+@pytest.mark.parametrize("batch_axis,time_axis,shape", [(1, 0, (4, 3, 2)), (0, 1, (3, 5)), (0, 1, (2, 4, 3))])
+def test_reverse_sequence(tmp_path, batch_axis, time_axis, shape):
+    lens = np.asarray([1, shape[time_axis], 2][:shape[batch_axis]], np.int64)
+    check(tmp_path, [helper.make_node("ReverseSequence", ["x", "n"], ["y"], batch_axis=batch_axis,
+                                      time_axis=time_axis)], {"x": rand(*shape), "n": lens}, ["y"], opset=10)
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1, -3])
+def test_cumsum_runtime_axis(tmp_path, axis):
+    feeds = {"x": rand(3, 4, 2), "a": np.asarray(axis, np.int32)}
+    check(tmp_path, [helper.make_node("CumSum", ["x", "a"], ["y"], reverse=1)], feeds, ["y"], opset=14)
+
+
+@pytest.mark.parametrize("upper", [0, 1])
+@pytest.mark.parametrize("k", [0, 3, -2, -9])
+def test_trilu_runtime_k(tmp_path, upper, k):
+    feeds = {"x": rand(2, 3, 5), "k": np.asarray(k, np.int64)}
+    check(tmp_path, [helper.make_node("Trilu", ["x", "k"], ["y"], upper=upper)], feeds, ["y"], opset=14)

@@ -625,3 +625,191 @@ def _scatter_nd_emit(node, ctx):
 
 
 register("ScatterND", infer=_scatter_nd_infer, evaluate=_scatter_nd_evaluate, emit=_scatter_nd_emit, flops=_free)
+
+
+# --- CumSum, Trilu, ReverseSequence, OneHot, Range, Compress ---------------------------------------
+
+_NUMERIC = (1, 11, 2, 3, 4, 5, 6, 7, 12, 13)
+
+
+def _cumsum_axis(node, graph):
+    """The axis, or None when it is known only at run time."""
+    x = graph.tensor(node.inputs[0])
+    if not graph.tensor(node.inputs[1]).is_constant:
+        if graph.tensor(node.inputs[1]).elements != 1 or graph.tensor(node.inputs[1]).dtype not in _INDEX_TYPES:
+            raise CodegenError("axis must be one int32 or int64", node=node)
+        return None
+    axis = _ints(node, graph, 1, "axis")
+    if axis is None or len(axis) != 1:
+        raise CodegenError("axis must be one integer", node=node)
+    return normalize_axis(node, axis[0], len(x.shape))
+
+
+def _cumsum_infer(node, graph):
+    input_count(node, 2)
+    x = graph.tensor(node.inputs[0])
+    if x.dtype not in _NUMERIC:
+        raise CodegenError(f"input is {ir.dtype_name(x.dtype)}; CumSum supports numbers", node=node)
+    _cumsum_axis(node, graph)
+    return [(x.dtype, x.shape)]
+
+
+def _cumsum_evaluate(node, values):
+    x = values[0]
+    axis = _cumsum_axis(node, _values_graph(node, values))
+    y = np.flip(x, axis) if attr_int(node, "reverse", 0) else x
+    out = np.cumsum(y, axis=axis, dtype=x.dtype)
+    if attr_int(node, "exclusive", 0):
+        out = np.concatenate([np.zeros_like(np.take(out, [0], axis=axis)), np.delete(out, -1, axis=axis)], axis=axis) \
+            if x.shape[axis] else out
+    return [np.ascontiguousarray(np.flip(out, axis) if attr_int(node, "reverse", 0) else out)]
+
+
+def _cumsum_emit(node, ctx):
+    x = ctx.graph.tensor(node.inputs[0])
+    axis = _cumsum_axis(node, ctx.graph)
+    if x.elements == 0:
+        return empty_output(ctx, node.outputs[0])
+    if axis is not None:
+        return _cumsum_lines(node, ctx, axis)
+    # The axis comes at run time: one loop nest per axis (negative counts from the end; out of
+    # range is clamped), chosen by the value.
+    rank = len(x.shape)
+    lines = _clamped("at", f"{ctx.ptr(node.inputs[1])}[0]", rank, "")
+    for a in range(rank):
+        lines.append(("if" if a == 0 else "} else if") + f" (at == {a}) {{")
+        lines += ["  " + line for line in _cumsum_lines(node, ctx, a)]
+    return lines + ["}"]
+
+
+def _cumsum_lines(node, ctx, axis):
+    x = ctx.graph.tensor(node.inputs[0])
+    outer, extent, inner = int(np.prod(x.shape[:axis])), x.shape[axis], int(np.prod(x.shape[axis + 1:]))
+    ctype = ir.cpp_type(x.dtype)
+    acc = "double" if x.dtype in (1, 11) else ctype
+    src, dst = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
+    position = f"{extent - 1} - o" if attr_int(node, "reverse", 0) else "o"
+    at = f"i * {extent * inner} + ({position}) * {inner} + j"
+    if attr_int(node, "exclusive", 0):
+        step = [f"{dst}[{at}] = static_cast<{ctype}>(acc);", f"acc += {src}[{at}];"]
+    else:
+        step = [f"acc += {src}[{at}];", f"{dst}[{at}] = static_cast<{ctype}>(acc);"]
+    return ([f"for (std::size_t i = 0; i < {outer}; ++i) {{",
+         f"  for (std::size_t j = 0; j < {inner}; ++j) {{",
+         f"    {acc} acc = 0;",
+         f"    for (std::size_t o = 0; o < {extent}; ++o) {{"]
+        + ["      " + line for line in step]
+        + ["    }", "  }", "}"])
+
+
+register("CumSum", infer=_cumsum_infer, evaluate=_cumsum_evaluate, emit=_cumsum_emit)
+
+
+def _trilu_k(node, graph):
+    """k, or None when it is known only at run time."""
+    if len(node.inputs) > 1 and node.inputs[1] and not graph.tensor(node.inputs[1]).is_constant:
+        if graph.tensor(node.inputs[1]).dtype != 7 or graph.tensor(node.inputs[1]).elements != 1:
+            raise CodegenError("k must be one int64", node=node)
+        return None
+    k = _ints(node, graph, 1, "k")
+    return 0 if k is None else k[0]
+
+
+def _trilu_infer(node, graph):
+    input_count(node, 1, 2)
+    x = graph.tensor(node.inputs[0])
+    if len(x.shape) < 2:
+        raise CodegenError(f"expects rank 2 or more, got {x.describe()}", node=node)
+    _trilu_k(node, graph)
+    return [(x.dtype, x.shape)]
+
+
+def _trilu_evaluate(node, values):
+    k = _trilu_k(node, _values_graph(node, values))
+    x = values[0]
+    return [np.triu(x, k) if attr_int(node, "upper", 1) else np.tril(x, k)]
+
+
+def _trilu_emit(node, ctx):
+    x = ctx.graph.tensor(node.inputs[0])
+    if x.elements == 0:
+        return empty_output(ctx, node.outputs[0])
+    k = _trilu_k(node, ctx.graph)
+    rows, cols = x.shape[-2:]
+    batch = int(np.prod(x.shape[:-2]))
+    # Keeps element (i1, j) when j - i1 >= k (upper) or <= k (lower), in unsigned arithmetic.
+    upper = attr_int(node, "upper", 1)
+    if k is None:  # k comes at run time: compare in signed arithmetic
+        prologue = [f"const std::int64_t at = {ctx.ptr(node.inputs[1])}[0];"]
+        column, row = "static_cast<std::int64_t>(j)", "static_cast<std::int64_t>(i1) + at"
+    else:
+        prologue = []
+        column, row = ("j", f"i1 + {k}") if k >= 0 else (f"j + {-k}", "i1")
+    keep = f"{column} {'>=' if upper else '<='} {row}"
+    src, dst = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
+    at = f"(i0 * {rows} + i1) * {cols} + j"
+    return prologue + _loops([batch, rows], [
+        f"for (std::size_t j = 0; j < {cols}; ++j) {{",
+        f"  {dst}[{at}] = {keep} ? {src}[{at}] : {literal(0, x.dtype)};",
+        "}"])
+
+
+register("Trilu", infer=_trilu_infer, evaluate=_trilu_evaluate, emit=_trilu_emit, flops=_free)
+
+
+def _reverse_sequence_axes(node, graph):
+    x = graph.tensor(node.inputs[0])
+    lens = _index_type(node, graph, 1, "sequence_lens")
+    if len(x.shape) < 2:
+        raise CodegenError(f"expects rank 2 or more, got {x.describe()}", node=node)
+    batch_axis = normalize_axis(node, attr_int(node, "batch_axis", 1), len(x.shape))
+    time_axis = normalize_axis(node, attr_int(node, "time_axis", 0), len(x.shape))
+    if {batch_axis, time_axis} != {0, 1} or lens.shape != (x.shape[batch_axis],):
+        raise CodegenError("batch_axis and time_axis must be 0 and 1, and sequence_lens one per batch", node=node)
+    return batch_axis, time_axis
+
+
+def _reverse_sequence_infer(node, graph):
+    input_count(node, 2)
+    _reverse_sequence_axes(node, graph)
+    x = graph.tensor(node.inputs[0])
+    return [(x.dtype, x.shape)]
+
+
+def _reverse_sequence_evaluate(node, values):
+    x, lens = values
+    batch_axis, time_axis = _reverse_sequence_axes(node, _values_graph(node, values))
+    out = x.copy()
+    steps = x.shape[time_axis]
+    for b, n in enumerate(lens.reshape(-1)):
+        n = int(min(max(n, 0), steps))
+        index = [slice(None)] * x.ndim
+        index[batch_axis] = b
+        index[time_axis] = slice(0, n)
+        out[tuple(index)] = np.flip(x[tuple(index)], axis=time_axis - (batch_axis < time_axis))
+    return [out]
+
+
+def _reverse_sequence_emit(node, ctx):
+    x = ctx.graph.tensor(node.inputs[0])
+    batch_axis, time_axis = _reverse_sequence_axes(node, ctx.graph)
+    if x.elements == 0:
+        return empty_output(ctx, node.outputs[0])
+    batches, steps = x.shape[batch_axis], x.shape[time_axis]
+    inner = int(np.prod(x.shape[2:]))
+    stride_b, stride_t = (inner, batches * inner) if time_axis == 0 else (steps * inner, inner)
+    src, lens, dst = ctx.ptr(node.inputs[0]), ctx.ptr(node.inputs[1]), ctx.ptr(node.outputs[0])
+    # Sequence lengths come at run time: clamped into [0, time steps].
+    return _loops([batches], [
+        f"std::int64_t at = static_cast<std::int64_t>({lens}[i0]);",
+        f"at = at < 0 ? 0 : (at > {steps} ? {steps} : at);",
+        f"for (std::size_t o = 0; o < {steps}; ++o) {{",
+        "  const std::size_t v = static_cast<std::int64_t>(o) < at ? static_cast<std::size_t>(at) - 1 - o : o;",
+        f"  for (std::size_t j = 0; j < {inner}; ++j) {{",
+        f"    {dst}[i0 * {stride_b} + o * {stride_t} + j] = {src}[i0 * {stride_b} + v * {stride_t} + j];",
+        "  }",
+        "}"])
+
+
+register("ReverseSequence", infer=_reverse_sequence_infer, evaluate=_reverse_sequence_evaluate,
+         emit=_reverse_sequence_emit, flops=_free)
