@@ -457,3 +457,27 @@ def test_cumsum_runtime_axis(tmp_path, axis):
 def test_trilu_runtime_k(tmp_path, upper, k):
     feeds = {"x": rand(2, 3, 5), "k": np.asarray(k, np.int64)}
     check(tmp_path, [helper.make_node("Trilu", ["x", "k"], ["y"], upper=upper)], feeds, ["y"], opset=14)
+
+
+@pytest.mark.parametrize("axis,ishape", [(-1, (2, 3)), (0, (4,)), (1, (2, 3)), (-3, (2, 2))])
+def test_one_hot(tmp_path, axis, ishape):
+    feeds = {"i": RNG.integers(-6, 6, ishape).astype(np.int64), "v": np.asarray([-1.5, 2.5], np.float32)}
+    check(tmp_path, [helper.make_node("OneHot", ["i", "d", "v"], ["y"], axis=axis)], feeds, [("y", TensorProto.FLOAT)],
+          {"d": np.asarray(5, np.int64)}, opset=11)
+
+
+def test_range_folds(tmp_path):
+    nodes = [helper.make_node("Range", ["s", "l", "d"], ["r"]), helper.make_node("Add", ["x", "r"], ["y"])]
+    inits = {"s": np.asarray(1.0, np.float32), "l": np.asarray(-2.0, np.float32), "d": np.asarray(-0.5, np.float32)}
+    files = check(tmp_path, nodes, {"x": rand(6)}, ["y"], inits, opset=11)
+    assert "Range" not in files["source"]
+
+
+@pytest.mark.parametrize("axis", [None, 0, -1])
+def test_compress(tmp_path, axis):
+    x = rand(3, 4, dtype=np.int32)
+    size = x.size if axis is None else x.shape[axis]
+    condition = np.asarray([True, False, True, True, False] * 3, bool)[:size - 1]  # shorter: the rest is dropped
+    attrs = {} if axis is None else {"axis": axis}
+    check(tmp_path, [helper.make_node("Compress", ["x", "c"], ["y"], **attrs)], {"x": x}, ["y"], {"c": condition},
+          opset=11)

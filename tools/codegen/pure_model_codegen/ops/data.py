@@ -813,3 +813,126 @@ def _reverse_sequence_emit(node, ctx):
 
 register("ReverseSequence", infer=_reverse_sequence_infer, evaluate=_reverse_sequence_evaluate,
          emit=_reverse_sequence_emit, flops=_free)
+
+
+def _one_hot_params(node, graph):
+    indices = graph.tensor(node.inputs[0])
+    if indices.dtype not in _NUMERIC:
+        raise CodegenError(f"indices are {ir.dtype_name(indices.dtype)}; OneHot needs numbers", node=node)
+    depth = constant_input(node, graph, 1, "depth")
+    if depth is None or np.asarray(depth).size != 1:
+        raise CodegenError("depth must be one number", node=node)
+    depth = int(np.asarray(depth).reshape(-1)[0])
+    if depth < 1:
+        raise CodegenError(f"depth {depth} must be positive", node=node)
+    values = graph.tensor(node.inputs[2])
+    if values.elements != 2:
+        raise CodegenError(f"values must hold two elements (off, on), got {values.describe()}", node=node)
+    rank = len(indices.shape) + 1
+    axis = attr_int(node, "axis", -1)
+    if not -rank <= axis < rank:
+        raise CodegenError(f"axis {axis} is out of range for rank {rank}", node=node)
+    return depth, axis + rank if axis < 0 else axis, values.dtype
+
+
+def _one_hot_infer(node, graph):
+    input_count(node, 3)
+    depth, axis, dtype = _one_hot_params(node, graph)
+    shape = graph.tensor(node.inputs[0]).shape
+    return [(dtype, tuple(shape[:axis]) + (depth,) + tuple(shape[axis:]))]
+
+
+def _one_hot_evaluate(node, values):
+    indices, _, pair = values
+    depth, axis, _ = _one_hot_params(node, _values_graph(node, values))
+    idx = indices.astype(np.int64)
+    idx = np.where(idx < 0, idx + depth, idx)
+    hot = np.expand_dims(idx, axis) == np.arange(depth).reshape([-1 if d == axis else 1 for d in range(idx.ndim + 1)])
+    pair = pair.reshape(-1)
+    return [np.where(hot, pair[1], pair[0]).astype(pair.dtype)]
+
+
+def _one_hot_emit(node, ctx):
+    depth, axis, _ = _one_hot_params(node, ctx.graph)
+    shape = ctx.graph.tensor(node.inputs[0]).shape
+    if ctx.graph.tensor(node.outputs[0]).elements == 0:
+        return empty_output(ctx, node.outputs[0])
+    outer, inner = int(np.prod(shape[:axis])), int(np.prod(shape[axis:]))
+    idx, pair, dst = ctx.ptr(node.inputs[0]), ctx.ptr(node.inputs[2]), ctx.ptr(node.outputs[0])
+    # An index out of [-depth, depth) matches no position: the whole row is 'off'.
+    return _loops([outer, depth], [
+        f"for (std::size_t j = 0; j < {inner}; ++j) {{",
+        f"  std::int64_t at = static_cast<std::int64_t>({idx}[i0 * {inner} + j]);",
+        f"  if (at < 0) at += {depth};",
+        f"  {dst}[(i0 * {depth} + i1) * {inner} + j] = at == static_cast<std::int64_t>(i1) ? {pair}[1] : {pair}[0];",
+        "}"])
+
+
+register("OneHot", infer=_one_hot_infer, evaluate=_one_hot_evaluate, emit=_one_hot_emit, flops=_free)
+
+
+def _range_value(node, graph):
+    start, limit, delta = (constant_input(node, graph, i, "Range's inputs") for i in range(3))
+    dtype = graph.tensor(node.inputs[0]).dtype
+    if dtype not in _NUMERIC:
+        raise CodegenError(f"Range of {ir.dtype_name(dtype)} is not supported", node=node)
+    start, limit, delta = (np.asarray(v).reshape(-1)[0] for v in (start, limit, delta))
+    if delta == 0:
+        raise CodegenError("delta is 0", node=node)
+    count = max(int(np.ceil((float(limit) - float(start)) / float(delta))), 0)
+    if count > ir.MAX_ELEMENTS:
+        raise CodegenError(f"Range would have {count} elements", node=node)
+    typed = ir.numpy_type(dtype)
+    value = (np.asarray(start, typed) + np.arange(count).astype(typed) * np.asarray(delta, typed)).astype(typed)
+    return dtype, value
+
+
+def _range_infer(node, graph):
+    input_count(node, 3)
+    dtype, value = _range_value(node, graph)
+    return [(dtype, value.shape, value)]
+
+
+register("Range", infer=_range_infer)
+
+
+def _compress_params(node, graph):
+    x = graph.tensor(node.inputs[0])
+    condition = constant_input(node, graph, 1, "condition")
+    keep = [int(i) for i in np.nonzero(np.asarray(condition).reshape(-1))[0]]
+    axis = node.attrs.get("axis")
+    extent = x.elements if axis is None else x.shape[normalize_axis(node, attr_int(node, "axis"), len(x.shape))]
+    if keep and keep[-1] >= extent:
+        raise CodegenError(f"condition selects position {keep[-1]} of an axis of {extent}", node=node)
+    return (None if axis is None else normalize_axis(node, axis, len(x.shape))), keep
+
+
+def _compress_infer(node, graph):
+    input_count(node, 2)
+    x = graph.tensor(node.inputs[0])
+    axis, keep = _compress_params(node, graph)
+    if axis is None:
+        return [(x.dtype, (len(keep),))]
+    return [(x.dtype, x.shape[:axis] + (len(keep),) + x.shape[axis + 1:])]
+
+
+def _compress_evaluate(node, values):
+    axis, keep = _compress_params(node, _values_graph(node, values))
+    x = values[0]
+    return [np.take(x.reshape(-1) if axis is None else x, keep, axis=0 if axis is None else axis)]
+
+
+def _compress_emit(node, ctx):
+    # The condition is a constant (its count decides the shape): a gather of fixed positions.
+    x = ctx.graph.tensor(node.inputs[0])
+    axis, keep = _compress_params(node, ctx.graph)
+    if axis is None:
+        dims = [(keep, 1)]
+    else:
+        strides = _strides(x.shape)
+        dims = [(range(n), s) for n, s in zip(x.shape, strides)]
+        dims[axis] = (keep, strides[axis])
+    return _copy(ctx, node, node.inputs[0], node.outputs[0], dims)
+
+
+register("Compress", infer=_compress_infer, evaluate=_compress_evaluate, emit=_compress_emit, flops=_free)
