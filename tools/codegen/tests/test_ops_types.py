@@ -386,3 +386,25 @@ def test_legacy_broadcast(tmp_path):
     # onnx's reference evaluator does not implement it: numpy with b reshaped is the reference.
     got, _, _ = compile_and_run(model, {"x": x, "b": b}, str(tmp_path), expected=[x + b.reshape(3, 1)])
     np.testing.assert_allclose(got["y"], x + b.reshape(3, 1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=_id)
+def test_dropout_at_inference(tmp_path, dtype):
+    x, ratio = values(dtype, (3, 4)), np.array(0.3, dtype)
+    nodes = [helper.make_node("Dropout", ["x", "ratio"], ["y", "mask"]),  # the ratio is ignored at inference
+             helper.make_node("Dropout", ["x", "zero", "train"], ["t"])]  # training with ratio 0: the identity
+    model = make_model(nodes, {"x": x, "ratio": ratio}, ["y", "mask", "t"],
+                       initializers={"zero": np.array(0, dtype), "train": np.array(True)})
+    got, expected, _ = compile_and_run(model, {"x": x, "ratio": ratio}, str(tmp_path))
+    assert_match(got, expected)
+
+
+def test_training_dropout_is_refused(tmp_path):
+    model = make_model([helper.make_node("Dropout", ["x", "ratio", "train"], ["y"], name="d")],
+                       {"x": values(np.float32, (2,))}, ["y"],
+                       initializers={"ratio": np.array(0.5, np.float32), "train": np.array(True)})
+    path = str(tmp_path / "m.onnx")
+    onnx.save(model, path)
+    with pytest.raises(CodegenError, match=r"node 'd'.*training-mode Dropout with a nonzero ratio is random"):
+        cli.generate_files(path, {"x": (2,)}, cpu="generic", namespace="t", class_name="Model",
+                           header_include="model.h", model_label="test")

@@ -674,3 +674,64 @@ def _where_emit(node, ctx):
 
 
 register("Where", infer=_where_infer, evaluate=lambda node, values: [np.where(*values)], emit=_where_emit)
+
+
+# --- Dropout: the identity at inference (its mask all true) -------------------------------------
+
+def _dropout_mode(node, graph_or_values):
+    """Raises unless this Dropout is the identity: inference mode, or a ratio of 0."""
+    if node.opset < 7:
+        if not attr_int(node, "is_test", 0):
+            raise CodegenError("training-mode Dropout (is_test=0) is random: not supported", node=node)
+        return
+    if node.opset < 12:
+        return
+    inputs = list(node.inputs) + ["", ""]
+
+    def known(index, label):
+        value = graph_or_values(index, inputs[index])
+        if value is None:
+            raise CodegenError(f"input '{label}' ('{inputs[index]}') must be known at generation time, but it "
+                               "depends on the model's inputs", node=node)
+        return np.asarray(value).reshape(-1)
+
+    # Without training_mode (or with it false) the ratio does not matter.
+    if inputs[2] and known(2, "training_mode").any():
+        ratio = float(known(1, "ratio")[0]) if inputs[1] else 0.5
+        if ratio != 0:
+            raise CodegenError("training-mode Dropout with a nonzero ratio is random: not supported", node=node)
+
+
+def _dropout_mask_dtype(node, x):
+    return 9 if node.opset >= 10 else x.dtype
+
+
+def _dropout_infer(node, graph):
+    input_count(node, 1, 3)
+    x = require_dtype(node, graph, node.inputs[0], FLOATS)
+
+    def constant(index, name):
+        tensor = graph.tensor(name)
+        return tensor.value if tensor.is_constant else None
+
+    _dropout_mode(node, constant)
+    return [(x.dtype, x.shape), (_dropout_mask_dtype(node, x), x.shape)][:max(len(node.outputs), 1)]
+
+
+def _dropout_evaluate(node, values):
+    x = np.asarray(values[0])
+    mask_type = np.bool_ if node.opset >= 10 else x.dtype
+    return [x.copy(), np.ones(x.shape, mask_type)][:max(len(node.outputs), 1)]
+
+
+def _dropout_emit(node, ctx):
+    x = ctx.graph.tensor(node.inputs[0])
+    lines = [f"std::memcpy({ctx.ptr(node.outputs[0])}, {ctx.ptr(node.inputs[0])}, {x.nbytes});"]
+    if len(node.outputs) > 1 and node.outputs[1]:
+        mask = ctx.graph.tensor(node.outputs[1])
+        lines.append(f"for (std::size_t i = 0; i < {mask.elements}; ++i) {ctx.ptr(node.outputs[1])}[i] = "
+                     f"{literal(1, mask.dtype)};  // nothing is dropped at inference")
+    return lines
+
+
+register("Dropout", infer=_dropout_infer, evaluate=_dropout_evaluate, emit=_dropout_emit)
