@@ -133,65 +133,107 @@ inline void GemmMicroKernel(const float* __restrict a, const float* __restrict b
   for (int i = 0; i < kRows; ++i) acc[kRow0 + i] = c[i];
 }
 
-// P: as Conv2D (groups must be 1). `scratch` holds K * kGemmCols floats.
+// Stores one row of a micro-kernel's results: + bias (+ residual), then the activation. Whole
+// rows go through vector operations; a partial last panel, and Sigmoid, element by element.
+template <typename P>
+inline void StoreGemmRow(const GemmVector& acc, float bias, const float* residual, float* row, int cols) {
+  if constexpr (P::kActivation != Activation::kSigmoid) {
+    if (cols == kGemmCols) {
+      GemmVector v = acc + bias;
+      if (residual != nullptr) {
+        GemmVector r;
+        LoadVector(residual, &r);
+        v += r;
+      }
+      if constexpr (P::kActivation == Activation::kRelu) {
+        const GemmVector zero = {};
+        v = v > zero ? v : zero;
+      } else if constexpr (P::kActivation == Activation::kClip) {
+        const GemmVector lo = GemmVector{} + P::kClipLo;
+        const GemmVector hi = GemmVector{} + P::kClipHi;
+        v = v < lo ? lo : v;
+        v = v > hi ? hi : v;
+      }
+      std::memcpy(row, &v, sizeof(v));
+      return;
+    }
+  }
+  for (int j = 0; j < cols; ++j) {
+    const float v = acc[j] + bias + (residual != nullptr ? residual[j] : 0.f);
+    row[j] = Activate<P::kActivation>(v, P::kClipLo, P::kClipHi);
+  }
+}
+
+// Gathers the K x kGemmCols panel of input values that the weights meet at output positions
+// p0 .. p0 + cols - 1 (zeros for padding and for columns past the end).
+template <typename P>
+inline void GatherConvPanel(const float* in, int p0, int cols, float* dst) {
+  constexpr int kPositions = P::kOH * P::kOW;
+  constexpr bool kPointwise = P::kKH == 1 && P::kKW == 1 && P::kStrideH == 1 && P::kStrideW == 1 &&
+                              P::kPadTop == 0 && P::kPadLeft == 0 && P::kOH == P::kH && P::kOW == P::kW;
+  if (kPointwise && cols == kGemmCols) {
+    for (int c = 0; c < P::kC; ++c) {
+      std::memcpy(dst + c * kGemmCols, in + static_cast<std::size_t>(c) * kPositions + p0, sizeof(float) * kGemmCols);
+    }
+    return;
+  }
+  int row_start[kGemmCols], col_start[kGemmCols];
+  for (int j = 0; j < kGemmCols; ++j) {
+    const int p = p0 + (j < cols ? j : 0);
+    row_start[j] = (p / P::kOW) * P::kStrideH - P::kPadTop;
+    col_start[j] = (p % P::kOW) * P::kStrideW - P::kPadLeft;
+  }
+  for (int c = 0; c < P::kC; ++c) {
+    const float* channel = in + static_cast<std::size_t>(c) * P::kH * P::kW;
+    for (int kh = 0; kh < P::kKH; ++kh) {
+      for (int kw = 0; kw < P::kKW; ++kw, dst += kGemmCols) {
+        for (int j = 0; j < kGemmCols; ++j) {
+          const int ih = row_start[j] + kh * P::kDilH;
+          const int iw = col_start[j] + kw * P::kDilW;
+          const bool inside = j < cols && ih >= 0 && ih < P::kH && iw >= 0 && iw < P::kW;
+          dst[j] = inside ? channel[ih * P::kW + iw] : 0.f;
+        }
+      }
+    }
+  }
+}
+
+// P: as Conv2D (groups must be 1), plus kChunkCols: output positions gathered at a time, a
+// multiple of every target's kGemmCols chosen by the generator so that the gathered chunk
+// (K x kChunkCols floats, the size of `scratch`) stays in the L2 cache. Each panel of W then runs
+// over the whole chunk: W streams from memory once per chunk, not once per micro-kernel panel,
+// which matters for the deep layers where W is large and there are few positions.
 template <typename P>
 inline void Conv2DGemm(const float* x, const float* packed_w, const float* bias, float* y, float* scratch,
                        const float* residual = nullptr) {
   static_assert(P::kGroups == 1, "grouped convolutions use Conv2D");
+  static_assert(P::kChunkCols % kGemmCols == 0, "chunks hold whole panels");
   constexpr int kK = P::kC * P::kKH * P::kKW;
   constexpr int kPositions = P::kOH * P::kOW;
   constexpr int kPanels = (P::kM + kGemmRows - 1) / kGemmRows;
-  constexpr bool kPointwise = P::kKH == 1 && P::kKW == 1 && P::kStrideH == 1 && P::kStrideW == 1 &&
-                              P::kPadTop == 0 && P::kPadLeft == 0 && P::kOH == P::kH && P::kOW == P::kW;
   for (int n = 0; n < P::kN; ++n) {
     const float* in = x + static_cast<std::size_t>(n) * P::kC * P::kH * P::kW;
     float* out = y + static_cast<std::size_t>(n) * P::kM * kPositions;
-    for (int p0 = 0; p0 < kPositions; p0 += kGemmCols) {
-      const int cols = kPositions - p0 < kGemmCols ? kPositions - p0 : kGemmCols;
-      // Gather the input panel: scratch[k][j] = input value that weight k meets at position p0 + j.
-      if (kPointwise && cols == kGemmCols) {
-        for (int c = 0; c < P::kC; ++c) {
-          std::memcpy(scratch + c * kGemmCols, in + static_cast<std::size_t>(c) * kPositions + p0,
-                      sizeof(float) * kGemmCols);
-        }
-      } else {
-        int row_start[kGemmCols], col_start[kGemmCols];
-        for (int j = 0; j < kGemmCols; ++j) {
-          const int p = p0 + (j < cols ? j : 0);
-          row_start[j] = (p / P::kOW) * P::kStrideH - P::kPadTop;
-          col_start[j] = (p % P::kOW) * P::kStrideW - P::kPadLeft;
-        }
-        float* dst = scratch;
-        for (int c = 0; c < P::kC; ++c) {
-          const float* channel = in + static_cast<std::size_t>(c) * P::kH * P::kW;
-          for (int kh = 0; kh < P::kKH; ++kh) {
-            for (int kw = 0; kw < P::kKW; ++kw, dst += kGemmCols) {
-              for (int j = 0; j < kGemmCols; ++j) {
-                const int ih = row_start[j] + kh * P::kDilH;
-                const int iw = col_start[j] + kw * P::kDilW;
-                const bool inside = j < cols && ih >= 0 && ih < P::kH && iw >= 0 && iw < P::kW;
-                dst[j] = inside ? channel[ih * P::kW + iw] : 0.f;
-              }
-            }
-          }
-        }
+    const float* res_image = residual ? residual + static_cast<std::size_t>(n) * P::kM * kPositions : nullptr;
+    for (int c0 = 0; c0 < kPositions; c0 += P::kChunkCols) {
+      const int chunk = kPositions - c0 < P::kChunkCols ? kPositions - c0 : P::kChunkCols;
+      for (int q = 0; q * kGemmCols < chunk; ++q) {
+        const int cols = chunk - q * kGemmCols < kGemmCols ? chunk - q * kGemmCols : kGemmCols;
+        GatherConvPanel<P>(in, c0 + q * kGemmCols, cols, scratch + static_cast<std::size_t>(q) * kK * kGemmCols);
       }
       for (int panel = 0; panel < kPanels; ++panel) {
-        GemmVector acc[kGemmRows];
-        GemmMicroKernel<kK, 0, kGemmRows>(packed_w + static_cast<std::size_t>(panel) * kK * kGemmRows, scratch, acc);
+        const float* w_panel = packed_w + static_cast<std::size_t>(panel) * kK * kGemmRows;
         const int m0 = panel * kGemmRows;
         const int rows = P::kM - m0 < kGemmRows ? P::kM - m0 : kGemmRows;
-        for (int i = 0; i < rows; ++i) {
-          const float b = bias ? bias[m0 + i] : 0.f;
-          const std::size_t offset = static_cast<std::size_t>(m0 + i) * kPositions + p0;
-          float* row = out + offset;
-          if (residual != nullptr) {
-            const float* res = residual + static_cast<std::size_t>(n) * P::kM * kPositions + offset;
-            for (int j = 0; j < cols; ++j) {
-              row[j] = Activate<P::kActivation>(acc[i][j] + b + res[j], P::kClipLo, P::kClipHi);
-            }
-          } else {
-            for (int j = 0; j < cols; ++j) row[j] = Activate<P::kActivation>(acc[i][j] + b, P::kClipLo, P::kClipHi);
+        for (int q = 0; q * kGemmCols < chunk; ++q) {
+          const int p0 = c0 + q * kGemmCols;
+          const int cols = chunk - q * kGemmCols < kGemmCols ? chunk - q * kGemmCols : kGemmCols;
+          GemmVector acc[kGemmRows];
+          GemmMicroKernel<kK, 0, kGemmRows>(w_panel, scratch + static_cast<std::size_t>(q) * kK * kGemmCols, acc);
+          for (int i = 0; i < rows; ++i) {
+            const std::size_t offset = static_cast<std::size_t>(m0 + i) * kPositions + p0;
+            StoreGemmRow<P>(acc[i], bias ? bias[m0 + i] : 0.f, res_image ? res_image + offset : nullptr,
+                            out + offset, cols);
           }
         }
       }

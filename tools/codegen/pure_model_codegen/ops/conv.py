@@ -116,20 +116,22 @@ def _emit(node, ctx):
     dh, dw = _as_2d(g["dilations"], 1)
     pt, pl = _as_2d(g["begin"], 0)
     activation = node.attrs.get("_fused_activation", ("kNone", float("-inf"), float("inf")))
-    params = ctx.param_struct(node, [
+    fields = [
         ("kN", g["n"]), ("kC", g["c"]), ("kH", h), ("kW", w), ("kM", g["m"]), ("kKH", kh), ("kKW", kw),
         ("kOH", oh), ("kOW", ow), ("kStrideH", sh), ("kStrideW", sw), ("kPadTop", pt), ("kPadLeft", pl),
         ("kDilH", dh), ("kDilW", dw), ("kGroups", g["group"]),
         ("kActivation", ("pure_model::Activation", "pure_model::Activation::" + activation[0])),
         ("kClipLo", float(activation[1])), ("kClipHi", float(activation[2])),
-    ])
+    ]
     bias = ctx.ptr(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else "nullptr"
     residual = f", {ctx.ptr(node.inputs[3])}" if "_fused_residual" in node.attrs else ""
     if _uses_gemm(node, ctx.graph):
+        params = ctx.param_struct(node, fields + [("kChunkCols", chunk_cols(node, ctx.graph))])
         packed = ctx.derived_constant(node, "packed_weights", pack_gemm_weights(ctx.graph.tensor(node.inputs[1]).value),
                                       comment=f"packed in panels of {GEMM_ROWS} output channels")
         return [f"pure_model::Conv2DGemm<{params}>({ctx.ptr(node.inputs[0])}, {packed}, {bias}, "
                 f"{ctx.ptr(node.outputs[0])}, {ctx.scratch(node)}{residual});"]
+    params = ctx.param_struct(node, fields)
     return [f"pure_model::Conv2D<{params}>({ctx.ptr(node.inputs[0])}, {ctx.ptr(node.inputs[1])}, {bias}, "
             f"{ctx.ptr(node.outputs[0])}{residual});"]
 
@@ -163,11 +165,29 @@ def pack_gemm_weights(weights):
     return np.ascontiguousarray(padded.reshape(panels, GEMM_ROWS, -1).transpose(0, 2, 1))
 
 
+# Cache sizes the loop order is planned for: L2 is 1 MiB on current x86-64 and many aarch64
+# cores. Weights that fit in half of it stream from L2 for every panel of positions while that
+# panel sits in L1; larger weights would come from L3 or memory each time, so then the kernel
+# gathers a chunk of positions that fills L2 and streams the weights once per chunk instead.
+_L2_BYTES = 1 << 20
+
+
+def chunk_cols(node, graph):
+    """Output positions the GEMM convolution gathers at once: kChunkCols in kernels.h."""
+    g = _conv_geometry(node, graph)
+    k = g["c"] * int(np.prod(g["kernel"]))
+    if g["m"] * k * 4 <= _L2_BYTES // 2:
+        return GEMM_COLS
+    positions = int(np.prod(g["out"]))
+    fitting = max(GEMM_COLS, _L2_BYTES // (k * 4) // GEMM_COLS * GEMM_COLS)
+    return min(fitting, -(-positions // GEMM_COLS) * GEMM_COLS)
+
+
 def _scratch(node, graph):
     if not _uses_gemm(node, graph):
         return 0
     weights = graph.tensor(node.inputs[1])
-    return int(np.prod(weights.shape[1:])) * GEMM_COLS * 4
+    return int(np.prod(weights.shape[1:])) * chunk_cols(node, graph) * 4
 
 
 def _flops(node, graph):
