@@ -181,15 +181,15 @@ def gather_copy(dims, src, dst, table, fill=None):
     checks = []
     for name, (extent, stride, tab, bound) in zip(names, merged):
         coord = f"{tab}[{name}]" if tab else name
-        if stride:
-            terms.append(coord if stride == 1 else f"{coord} * {stride}")
+        if stride:  # a negative stride (Slice with a negative step) is written as a subtraction
+            terms.append(("- " if stride < 0 else "") + (coord if abs(stride) == 1 else f"{coord} * {abs(stride)}"))
         if bound:
             checks.append(f"{tab}[{name}] != {bound}")
     out_terms = []
     for k, name in enumerate(names):
         inner = math.prod(m[0] for m in merged[k + 1:])
         out_terms.append(name if inner == 1 else f"{name} * {inner}")
-    value = f"{src}[{' + '.join(terms) or '0'}]"
+    value = f"{src}[{' + '.join(terms).replace('+ - ', '- ') or '0'}]"
     if checks:
         value = f"{' && '.join(checks)} ? {value} : {fill}"
     lines = []
