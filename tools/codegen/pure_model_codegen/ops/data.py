@@ -511,6 +511,9 @@ def _scatter_elements_emit(node, ctx):
 
 register("ScatterElements", infer=_scatter_elements_infer, evaluate=_scatter_elements_evaluate,
          emit=_scatter_elements_emit, flops=_free)
+# Scatter (opset 9 and 10, deprecated by 11) is ScatterElements without reductions.
+register("Scatter", infer=_scatter_elements_infer, evaluate=_scatter_elements_evaluate,
+         emit=_scatter_elements_emit, flops=_free)
 
 
 def _nd_params(node, graph, batch_dims=0):
