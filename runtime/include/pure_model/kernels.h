@@ -23,7 +23,10 @@ inline float Activate(float v, float lo, float hi) {
   if constexpr (A == Activation::kRelu) {
     return v > 0.f ? v : 0.f;
   } else if constexpr (A == Activation::kClip) {
-    return v < lo ? lo : (v > hi ? hi : v);
+    // Two selects rather than nested ones: the same result (NaN passes through), and a form the
+    // vectoriser turns into min/max.
+    const float at_least_lo = v < lo ? lo : v;
+    return at_least_lo > hi ? hi : at_least_lo;
   } else if constexpr (A == Activation::kSigmoid) {
     return 1.f / (1.f + std::exp(-v));
   } else {
@@ -79,6 +82,81 @@ inline void Conv2D(const float* x, const float* w, const float* bias, float* y,
           const float v = res ? out[i] + res[i] : out[i];
           out[i] = Activate<P::kActivation>(v, P::kClipLo, P::kClipHi);
         }
+      }
+    }
+  }
+}
+
+// The interior columns of one output row of a depthwise convolution: no bounds checks and no
+// branches (the residual is decided outside), so the compiler vectorises across columns.
+template <typename P, int kBegin, int kEnd, bool kResidual>
+inline void DepthwiseInterior(const float* const* rows, const float* k, float b, const float* __restrict res_row,
+                              float* __restrict out_row) {
+  for (int ow = kBegin; ow < kEnd; ++ow) {
+    const int start = ow * P::kStrideW - P::kPadLeft;
+    float acc = b;
+#pragma GCC unroll 16
+    for (int kh = 0; kh < P::kKH; ++kh) {
+#pragma GCC unroll 16
+      for (int kw = 0; kw < P::kKW; ++kw) acc += k[kh * P::kKW + kw] * rows[kh][start + kw * P::kDilW];
+    }
+    if constexpr (kResidual) acc += res_row[ow];
+    out_row[ow] = Activate<P::kActivation>(acc, P::kClipLo, P::kClipHi);
+  }
+}
+
+// Depthwise 2-D convolution (groups == input channels == output channels), the bulk of
+// MobileNet-style networks: little arithmetic per byte, so the aim is one pass over each
+// output row with everything fused. Rows of the kernel that fall into the padding read a row
+// of zeros (`zero_row`, kW floats of scratch) instead of being skipped, so every tap is a
+// compile-time constant; only the few output columns at the left and right edges check bounds.
+// P: as Conv2D.
+template <typename P>
+inline void DepthwiseConv2D(const float* x, const float* w, const float* bias, float* y, float* zero_row,
+                            const float* residual = nullptr) {
+  static_assert(P::kGroups == P::kC && P::kM == P::kC, "one output channel per input channel");
+  constexpr int kTaps = P::kKH * P::kKW;
+  // Output columns whose every tap reads inside the row.
+  constexpr int kBegin = (P::kPadLeft + P::kStrideW - 1) / P::kStrideW;
+  constexpr int kLastStart = P::kW - 1 - (P::kKW - 1) * P::kDilW + P::kPadLeft;  // largest ow * stride
+  constexpr int kEndRaw = kLastStart < 0 ? 0 : kLastStart / P::kStrideW + 1;
+  constexpr int kEnd = kEndRaw > P::kOW ? P::kOW : (kEndRaw < kBegin ? kBegin : kEndRaw);
+  for (int i = 0; i < P::kW; ++i) zero_row[i] = 0.f;
+  for (int n = 0; n < P::kN; ++n) {
+    for (int c = 0; c < P::kC; ++c) {
+      const std::size_t plane = static_cast<std::size_t>(n) * P::kC + c;
+      const float* in = x + plane * P::kH * P::kW;
+      float* out = y + plane * P::kOH * P::kOW;
+      const float* res = residual ? residual + plane * P::kOH * P::kOW : nullptr;
+      float k[kTaps];
+      for (int t = 0; t < kTaps; ++t) k[t] = w[static_cast<std::size_t>(c) * kTaps + t];
+      const float b = bias ? bias[c] : 0.f;
+      for (int oh = 0; oh < P::kOH; ++oh) {
+        const float* rows[P::kKH];
+        for (int kh = 0; kh < P::kKH; ++kh) {
+          const int ih = oh * P::kStrideH - P::kPadTop + kh * P::kDilH;
+          rows[kh] = ih >= 0 && ih < P::kH ? in + ih * P::kW : zero_row;
+        }
+        float* out_row = out + oh * P::kOW;
+        const float* res_row = res ? res + oh * P::kOW : nullptr;
+        auto edge = [&](int ow) {
+          float acc = b;
+          for (int kh = 0; kh < P::kKH; ++kh) {
+            for (int kw = 0; kw < P::kKW; ++kw) {
+              const int iw = ow * P::kStrideW - P::kPadLeft + kw * P::kDilW;
+              if (iw >= 0 && iw < P::kW) acc += k[kh * P::kKW + kw] * rows[kh][iw];
+            }
+          }
+          if (res_row) acc += res_row[ow];
+          out_row[ow] = Activate<P::kActivation>(acc, P::kClipLo, P::kClipHi);
+        };
+        for (int ow = 0; ow < kBegin && ow < P::kOW; ++ow) edge(ow);
+        if (res_row) {
+          DepthwiseInterior<P, kBegin, kEnd, true>(rows, k, b, res_row, out_row);
+        } else {
+          DepthwiseInterior<P, kBegin, kEnd, false>(rows, k, b, nullptr, out_row);
+        }
+        for (int ow = kEnd; ow < P::kOW; ++ow) edge(ow);
       }
     }
   }

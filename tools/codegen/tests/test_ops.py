@@ -239,3 +239,23 @@ def test_residual_add_fused_into_conv(tmp_path, group, swap):
     assert "adds its last input as node 'residual' (Add)" in source
     assert "applies the activation of node 'relu2'" in source
     assert "// Step 3" not in source  # two convolutions, nothing else
+
+
+@pytest.mark.parametrize("attrs,kernel,xshape", [
+    ({"pads": [1, 1, 1, 1], "strides": [2, 2]}, (3, 3), (1, 6, 9, 8)),
+    ({"pads": [2, 0, 1, 3], "dilations": [2, 2]}, (3, 3), (2, 3, 7, 9)),
+    ({"pads": [2, 2, 2, 2]}, (5, 5), (1, 4, 5, 3)),  # no column is clear of the padding
+    ({"auto_pad": "SAME_UPPER", "strides": [2, 1]}, (3, 2), (1, 5, 6, 17)),
+])
+@pytest.mark.parametrize("activation", [None, "Clip"])
+def test_depthwise_conv(tmp_path, attrs, kernel, xshape, activation):
+    channels = xshape[1]
+    inits = {"w": rand(channels, 1, *kernel), "b": rand(channels), "lo": np.array(-0.1, np.float32),
+             "hi": np.array(0.2, np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c" if activation else "y"], group=channels, **attrs)]
+    if activation:
+        nodes.append(helper.make_node("Clip", ["c", "lo", "hi"], ["y"]))
+    model = make_model(nodes, [("x", list(xshape))], [("y", None)], inits)
+    got, expected, files = compile_and_run(save(model, tmp_path), {"x": rand(*xshape)}, workdir=str(tmp_path))
+    assert_close(got, expected)
+    assert "DepthwiseConv2D" in files["source"]

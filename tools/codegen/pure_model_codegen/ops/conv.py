@@ -132,6 +132,9 @@ def _emit(node, ctx):
         return [f"pure_model::Conv2DGemm<{params}>({ctx.ptr(node.inputs[0])}, {packed}, {bias}, "
                 f"{ctx.ptr(node.outputs[0])}, {ctx.scratch(node)}{residual});"]
     params = ctx.param_struct(node, fields)
+    if _is_depthwise(node, ctx.graph):
+        return [f"pure_model::DepthwiseConv2D<{params}>({ctx.ptr(node.inputs[0])}, {ctx.ptr(node.inputs[1])}, "
+                f"{bias}, {ctx.ptr(node.outputs[0])}, {ctx.scratch(node)}{residual});"]
     return [f"pure_model::Conv2D<{params}>({ctx.ptr(node.inputs[0])}, {ctx.ptr(node.inputs[1])}, {bias}, "
             f"{ctx.ptr(node.outputs[0])}{residual});"]
 
@@ -183,7 +186,14 @@ def chunk_cols(node, graph):
     return min(fitting, -(-positions // GEMM_COLS) * GEMM_COLS)
 
 
+def _is_depthwise(node, graph):
+    g = _conv_geometry(node, graph)
+    return g["group"] > 1 and g["group"] == g["c"] == g["m"]
+
+
 def _scratch(node, graph):
+    if _is_depthwise(node, graph):
+        return _conv_geometry(node, graph)["spatial"][-1] * 4  # a row of zeros
     if not _uses_gemm(node, graph):
         return 0
     weights = graph.tensor(node.inputs[1])
