@@ -66,6 +66,7 @@ def load_model(path):
             model_path=path,
         )
     try:
+        _check_utf8(model)
         opsets = _opsets(model)
         _check_structure(model.graph, opsets)
         values = _read_initializers(model.graph, os.path.dirname(os.path.abspath(path)))
@@ -74,6 +75,44 @@ def load_model(path):
         raise
     _run_checker(model, path)
     return model, opsets, values
+
+
+def _check_utf8(model):
+    """Every name the generator reads is text. (Protobuf hands back bytes, not str, for a string
+    field that is not valid UTF-8, and such a name would be compared, hashed and printed wrongly.)"""
+
+    def check(value, what):
+        if isinstance(value, bytes):
+            raise CodegenError(f"{what} is not valid UTF-8 ({value[:40]!r})")
+
+    for imp in model.opset_import:
+        check(imp.domain, "an opset_import domain")
+    graph = model.graph
+    for kind, infos in (("graph input", graph.input), ("graph output", graph.output),
+                        ("value_info", graph.value_info)):
+        for info in infos:
+            check(info.name, f"the name of a {kind}")
+            for dim in info.type.tensor_type.shape.dim:
+                check(dim.dim_param, f"a dimension name of {kind} '{info.name}'")
+    for init in graph.initializer:
+        check(init.name, "the name of an initializer")
+        for entry in init.external_data:
+            check(entry.key, f"an external data key of initializer '{init.name}'")
+            check(entry.value, f"an external data value of initializer '{init.name}'")
+    for index, node in enumerate(graph.node):
+        for field in ("name", "op_type", "domain"):
+            check(getattr(node, field), f"the {field} of node #{index}")
+        label = f"node #{index} ('{node.name}')"
+        for port, names in (("input", node.input), ("output", node.output)):
+            for i, name in enumerate(names):
+                check(name, f"{port} {i} of {label}")
+        for attr in node.attribute:
+            check(attr.name, f"an attribute name of {label}")
+            check(attr.ref_attr_name, f"the ref_attr_name of attribute '{attr.name}' of {label}")
+            if attr.HasField("t"):
+                for entry in attr.t.external_data:
+                    check(entry.key, f"an external data key of attribute '{attr.name}' of {label}")
+                    check(entry.value, f"an external data value of attribute '{attr.name}' of {label}")
 
 
 def _opsets(model):

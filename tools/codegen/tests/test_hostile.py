@@ -198,6 +198,14 @@ def test_name_with_newline_stays_one_line(tmp_path):
     expect_error(tmp_path, save(model, tmp_path, "newline.onnx"), "input 'evil\\nname' is not produced", node="add")
 
 
+def test_name_not_utf8(tmp_path):
+    data = bytearray(relu_model().SerializeToString())
+    data[data.index(b"relu")] = 0x80  # the node's name (protobuf then returns bytes, not str)
+    path = tmp_path / "not_utf8.onnx"
+    path.write_bytes(bytes(data))
+    expect_error(tmp_path, path, "the name of node #0 is not valid UTF-8 (b'\\x80elu')")
+
+
 # --- element types ---------------------------------------------------------------------------------
 
 def test_add_of_float_and_int64(tmp_path):
