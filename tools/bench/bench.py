@@ -22,8 +22,10 @@ For every model in tools/bench/models.txt (or --models_file) it
      printed), <out>/results.json (everything, including every process's JSON line) and
      <out>/ratios.png (the ratios as a chart).
 
-Also: --bazel_arg=--config=x86_64_v4 builds the generated code for AVX-512 (the default is
-baseline x86-64), --emx=PATH adds emmtrix's emx-onnx-cgen as a third column (emx.py),
+Also: the generated code is built for the best x86-64 level this machine runs (--config=x86_64_v4
+with AVX-512, x86_64_v3 with AVX2+FMA), as ONNX Runtime picks its kernels for the machine at run
+time; any --bazel_arg replaces that choice (--bazel_arg=--platforms=//platforms:x86_64 measures
+the baseline), --emx=PATH adds emmtrix's emx-onnx-cgen as a third column (emx.py),
 --no_build_timing skips step 2, --rounds/--runs/--seconds/--warmup tune step 3. A relative --out
 is taken from the directory `bazel run` was started in. Nothing is asserted: the numbers depend on
 the machine and on whatever else runs on it, which is why the harnesses alternate. See
@@ -491,6 +493,20 @@ def measure(model, ort_benchmark, args, emx_binary=None):
     return result
 
 
+def host_level_config():
+    """--config for the best x86-64 level of this machine (see //platforms), or nothing."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return []
+    if {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"} <= set(flags):
+        return ["--config=x86_64_v4"]
+    if {"avx2", "fma", "bmi1", "bmi2", "movbe"} <= set(flags):
+        return ["--config=x86_64_v3"]
+    return []
+
+
 def march_of(bazel_args):
     """The -march our generated code gets under these Bazel options (see //platforms)."""
     text = " ".join(bazel_args)
@@ -804,7 +820,8 @@ def parse_args(argv):
     parser.add_argument("--no_peak_probe", action="store_true",
                         help="do not measure this core's peak FLOP/s (//tools/bench:peak_flops)")
     parser.add_argument("--bazel_arg", action="append", default=[],
-                        help="an option for every build, e.g. --bazel_arg=--config=x86_64_v4 (repeatable)")
+                        help="an option for every build (repeatable); default: the --config of this machine's "
+                             "best x86-64 level, e.g. --config=x86_64_v4")
     parser.add_argument("--emx", default=None,
                         help="path of an `emx-onnx-cgen` command: adds emmtrix's generator as a third column")
     parser.add_argument("--prebuilt", action="append", default=[],
@@ -851,6 +868,8 @@ def main(argv=None):
             if unknown:
                 raise BenchError(f"not in {models_file}: {', '.join(unknown)} (have: {', '.join(s.name for s in specs)})")
             specs = [s for s in specs if s.name in wanted]
+        if not args.bazel_arg:
+            args.bazel_arg = host_level_config()
         workspace_tool = Workspace(Bazel(workspace, args.bazel_arg), working_directory)
         try:
             models, tools = workspace_tool.prepare(specs, not args.no_build_timing)

@@ -182,62 +182,81 @@ constexpr int kGemmRows = 8;
 // AVX-512. The generator reserves scratch for the widest case (16 columns) and packs W by rows
 // only, so this choice is free per target.
 #if defined(__AVX512F__)
-constexpr int kGemmCols = 16;
+constexpr int kGemmVectorFloats = 16;
+constexpr int kGemmRowVectors = 2;  // 16 accumulators of the 32 registers keep both FMA pipes busy
 #elif defined(__AVX__) || defined(__aarch64__)
-constexpr int kGemmCols = 8;
+constexpr int kGemmVectorFloats = 8;  // on aarch64, a pair of NEON registers
+constexpr int kGemmRowVectors = 1;
 #else
-constexpr int kGemmCols = 4;
+constexpr int kGemmVectorFloats = 4;
+constexpr int kGemmRowVectors = 1;
 #endif
-typedef float GemmVector __attribute__((vector_size(kGemmCols * sizeof(float))));
+constexpr int kGemmCols = kGemmVectorFloats * kGemmRowVectors;
+typedef float GemmVector __attribute__((vector_size(kGemmVectorFloats * sizeof(float))));
 
 // Through a pointer, not by value: returning a wide vector without AVX enabled has an
 // unstable ABI, which gcc warns about even for inline functions.
 inline void LoadVector(const float* p, GemmVector* v) { std::memcpy(v, p, sizeof(*v)); }
 
-// acc[i] = sum over k < K of a[k][kRow0 + i] * b[k][:], for kRows rows of one packed panel of W
-// (a) against the gathered panel of X (b). The accumulators are locals so that they live in
+// One row of micro-kernel results: kGemmCols floats in kGemmRowVectors registers.
+struct GemmRow {
+  GemmVector v[kGemmRowVectors];
+};
+
+// acc[i] = sum over k < K of a[k][i] * b[k][:], for the kGemmRows rows of one packed panel of
+// W (a) against the gathered panel of X (b). The accumulators are locals so that they live in
 // registers for the whole loop over K.
-template <int K, int kRow0, int kRows>
-inline void GemmMicroKernel(const float* __restrict a, const float* __restrict b, GemmVector* acc) {
-  GemmVector c[kRows] = {};
+template <int K>
+inline void GemmMicroKernel(const float* __restrict a, const float* __restrict b, GemmRow* acc) {
+  GemmVector c[kGemmRows][kGemmRowVectors] = {};
   for (int k = 0; k < K; ++k) {
-    GemmVector bv;
-    LoadVector(b + k * kGemmCols, &bv);
-    const float* ak = a + k * kGemmRows + kRow0;
+    GemmVector bv[kGemmRowVectors];
+#pragma GCC unroll 4
+    for (int v = 0; v < kGemmRowVectors; ++v) LoadVector(b + k * kGemmCols + v * kGemmVectorFloats, &bv[v]);
+    const float* ak = a + k * kGemmRows;
 #pragma GCC unroll 8
-    for (int i = 0; i < kRows; ++i) c[i] += ak[i] * bv;
+    for (int i = 0; i < kGemmRows; ++i) {
+#pragma GCC unroll 4
+      for (int v = 0; v < kGemmRowVectors; ++v) c[i][v] += ak[i] * bv[v];
+    }
   }
 #pragma GCC unroll 8
-  for (int i = 0; i < kRows; ++i) acc[kRow0 + i] = c[i];
+  for (int i = 0; i < kGemmRows; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < kGemmRowVectors; ++v) acc[i].v[v] = c[i][v];
+  }
 }
 
 // Stores one row of a micro-kernel's results: + bias (+ residual), then the activation. Whole
 // rows go through vector operations; a partial last panel, and Sigmoid, element by element.
 template <typename P>
-inline void StoreGemmRow(const GemmVector& acc, float bias, const float* residual, float* row, int cols) {
+inline void StoreGemmRow(const GemmRow& acc, float bias, const float* residual, float* row, int cols) {
   if constexpr (P::kActivation != Activation::kSigmoid) {
     if (cols == kGemmCols) {
-      GemmVector v = acc + bias;
-      if (residual != nullptr) {
-        GemmVector r;
-        LoadVector(residual, &r);
-        v += r;
+#pragma GCC unroll 4
+      for (int part = 0; part < kGemmRowVectors; ++part) {
+        GemmVector v = acc.v[part] + bias;
+        if (residual != nullptr) {
+          GemmVector r;
+          LoadVector(residual + part * kGemmVectorFloats, &r);
+          v += r;
+        }
+        if constexpr (P::kActivation == Activation::kRelu) {
+          const GemmVector zero = {};
+          v = v > zero ? v : zero;
+        } else if constexpr (P::kActivation == Activation::kClip) {
+          const GemmVector lo = GemmVector{} + P::kClipLo;
+          const GemmVector hi = GemmVector{} + P::kClipHi;
+          v = v < lo ? lo : v;
+          v = v > hi ? hi : v;
+        }
+        std::memcpy(row + part * kGemmVectorFloats, &v, sizeof(v));
       }
-      if constexpr (P::kActivation == Activation::kRelu) {
-        const GemmVector zero = {};
-        v = v > zero ? v : zero;
-      } else if constexpr (P::kActivation == Activation::kClip) {
-        const GemmVector lo = GemmVector{} + P::kClipLo;
-        const GemmVector hi = GemmVector{} + P::kClipHi;
-        v = v < lo ? lo : v;
-        v = v > hi ? hi : v;
-      }
-      std::memcpy(row, &v, sizeof(v));
       return;
     }
   }
   for (int j = 0; j < cols; ++j) {
-    const float v = acc[j] + bias + (residual != nullptr ? residual[j] : 0.f);
+    const float v = acc.v[j / kGemmVectorFloats][j % kGemmVectorFloats] + bias + (residual != nullptr ? residual[j] : 0.f);
     row[j] = Activate<P::kActivation>(v, P::kClipLo, P::kClipHi);
   }
 }
@@ -306,8 +325,8 @@ inline void Conv2DGemm(const float* x, const float* packed_w, const float* bias,
         for (int q = 0; q * kGemmCols < chunk; ++q) {
           const int p0 = c0 + q * kGemmCols;
           const int cols = chunk - q * kGemmCols < kGemmCols ? chunk - q * kGemmCols : kGemmCols;
-          GemmVector acc[kGemmRows];
-          GemmMicroKernel<kK, 0, kGemmRows>(w_panel, scratch + static_cast<std::size_t>(q) * kK * kGemmCols, acc);
+          GemmRow acc[kGemmRows];
+          GemmMicroKernel<kK>(w_panel, scratch + static_cast<std::size_t>(q) * kK * kGemmCols, acc);
           for (int i = 0; i < rows; ++i) {
             const std::size_t offset = static_cast<std::size_t>(m0 + i) * kPositions + p0;
             StoreGemmRow<P>(acc[i], bias ? bias[m0 + i] : 0.f, res_image ? res_image + offset : nullptr,

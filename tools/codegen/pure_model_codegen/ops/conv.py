@@ -149,7 +149,7 @@ def add_residual(node, tensor_name, add_node_name):
 
 # kGemmRows in runtime/include/pure_model/kernels.h must equal GEMM_ROWS.
 GEMM_ROWS = 8
-GEMM_COLS = 16  # the widest kGemmCols of any target: scratch is sized for it
+GEMM_COLS = 32  # the widest kGemmCols of any target: scratch is sized for it
 
 
 def _uses_gemm(node, graph):
