@@ -259,3 +259,9 @@ def test_depthwise_conv(tmp_path, attrs, kernel, xshape, activation):
     got, expected, files = compile_and_run(save(model, tmp_path), {"x": rand(*xshape)}, workdir=str(tmp_path))
     assert_close(got, expected)
     assert "DepthwiseConv2D" in files["source"]
+
+
+def test_size_folds_to_the_element_count(tmp_path):
+    nodes = [helper.make_node("Size", ["x"], ["n"]), helper.make_node("Cast", ["n"], ["nf"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["x", "nf"], ["y"])]
+    run_case(tmp_path, nodes, {"x": rand(2, 3, 5)}, [("y", None)])

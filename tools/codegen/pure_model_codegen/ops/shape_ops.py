@@ -314,6 +314,15 @@ def _shape_range(node, rank):
 register("Shape", infer=_shape_infer)
 
 
+def _size_infer(node, graph):
+    # Like Shape: known from the bound shapes alone.
+    value = np.asarray(graph.tensor(node.inputs[0]).elements, dtype=np.int64)
+    return [(7, (), value)]
+
+
+register("Size", infer=_size_infer)
+
+
 def _constant_value(node):
     for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
         if key in node.attrs:
