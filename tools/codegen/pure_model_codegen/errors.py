@@ -6,6 +6,9 @@ Python traceback.
 """
 
 
+MAX_MESSAGE = 2000
+
+
 class CodegenError(Exception):
     """A problem with the model or the request, reported to the user as one line."""
 
@@ -22,7 +25,10 @@ class CodegenError(Exception):
         if self.node is not None:
             parts.append(self.node.describe())
         parts.append(self.message)
-        return one_line(": ".join(parts))
+        text = one_line(": ".join(parts))
+        # A message quotes values from the model, which can be huge (a shape tensor of a million
+        # entries): keep the line readable.
+        return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + "... (message cut)"
 
 
 def one_line(text):
