@@ -198,6 +198,9 @@ typedef float GemmVector __attribute__((vector_size(kGemmVectorFloats * sizeof(f
 // unstable ABI, which gcc warns about even for inline functions.
 inline void LoadVector(const float* p, GemmVector* v) { std::memcpy(v, p, sizeof(*v)); }
 
+// Steps of K that the micro-kernel prefetches W ahead (kGemmRows floats each).
+constexpr int kGemmPrefetchSteps = 128;
+
 // One row of micro-kernel results: kGemmCols floats in kGemmRowVectors registers.
 struct GemmRow {
   GemmVector v[kGemmRowVectors];
@@ -214,6 +217,9 @@ inline void GemmMicroKernel(const float* __restrict a, const float* __restrict b
 #pragma GCC unroll 4
     for (int v = 0; v < kGemmRowVectors; ++v) LoadVector(b + k * kGemmCols + v * kGemmVectorFloats, &bv[v]);
     const float* ak = a + k * kGemmRows;
+    // W streams from memory when it is larger than the caches (the deep layers): fetch 4 KiB
+    // ahead, which the hardware prefetcher alone does not keep up with at this rate.
+    __builtin_prefetch(ak + kGemmPrefetchSteps * kGemmRows);
 #pragma GCC unroll 8
     for (int i = 0; i < kGemmRows; ++i) {
 #pragma GCC unroll 4
