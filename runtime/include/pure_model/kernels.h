@@ -280,22 +280,48 @@ inline void GatherConvPanel(const float* in, int p0, int cols, float* dst) {
     }
     return;
   }
-  int row_start[kGemmCols], col_start[kGemmCols];
-  for (int j = 0; j < kGemmCols; ++j) {
-    const int p = p0 + (j < cols ? j : 0);
-    row_start[j] = (p / P::kOW) * P::kStrideH - P::kPadTop;
-    col_start[j] = (p % P::kOW) * P::kStrideW - P::kPadLeft;
+  // The panel's columns fall into runs that share an output row; within a run, each kernel
+  // tap reads one input row at a fixed stride, so the gather is a zero fill for the padding on
+  // either side and a plain strided copy in between.
+  struct ColumnRun {
+    int begin, end, oh, ow0;
+  };
+  ColumnRun runs[kGemmCols];
+  int num_runs = 0;
+  for (int j = 0; j < cols;) {
+    const int p = p0 + j;
+    const int ow0 = p % P::kOW;
+    const int length = cols - j < P::kOW - ow0 ? cols - j : P::kOW - ow0;
+    runs[num_runs++] = {j, j + length, p / P::kOW, ow0};
+    j += length;
   }
   for (int c = 0; c < P::kC; ++c) {
     const float* channel = in + static_cast<std::size_t>(c) * P::kH * P::kW;
     for (int kh = 0; kh < P::kKH; ++kh) {
       for (int kw = 0; kw < P::kKW; ++kw, dst += kGemmCols) {
-        for (int j = 0; j < kGemmCols; ++j) {
-          const int ih = row_start[j] + kh * P::kDilH;
-          const int iw = col_start[j] + kw * P::kDilW;
-          const bool inside = j < cols && ih >= 0 && ih < P::kH && iw >= 0 && iw < P::kW;
-          dst[j] = inside ? channel[ih * P::kW + iw] : 0.f;
+        const int shift = kw * P::kDilW - P::kPadLeft;  // iw = ow * stride + shift
+        // Output columns that read inside the row: ow in [ow_lo, ow_hi).
+        const int ow_lo = shift >= 0 ? 0 : (-shift + P::kStrideW - 1) / P::kStrideW;
+        const int ow_hi = P::kW - 1 - shift < 0 ? 0 : (P::kW - 1 - shift) / P::kStrideW + 1;
+        for (int r = 0; r < num_runs; ++r) {
+          const ColumnRun& run = runs[r];
+          const int ih = run.oh * P::kStrideH - P::kPadTop + kh * P::kDilH;
+          if (ih < 0 || ih >= P::kH) {
+            for (int j = run.begin; j < run.end; ++j) dst[j] = 0.f;
+            continue;
+          }
+          const float* src = channel + ih * P::kW;
+          // Columns of this run, as ow = run.ow0 + (j - run.begin).
+          int inside_begin = run.begin + (ow_lo - run.ow0 > 0 ? ow_lo - run.ow0 : 0);
+          int inside_end = run.begin + (ow_hi - run.ow0);
+          if (inside_end > run.end) inside_end = run.end;
+          if (inside_begin > inside_end) inside_begin = inside_end;
+          for (int j = run.begin; j < inside_begin; ++j) dst[j] = 0.f;
+          const float* first = src + (run.ow0 + inside_begin - run.begin) * P::kStrideW + shift;
+          for (int j = inside_begin; j < inside_end; ++j) dst[j] = first[(j - inside_begin) * P::kStrideW];
+          for (int j = inside_end < run.begin ? run.begin : inside_end; j < run.end; ++j) dst[j] = 0.f;
         }
+        for (int j = cols; j < kGemmCols; ++j) dst[j] = 0.f;
       }
     }
   }
@@ -386,26 +412,72 @@ inline void MatMul(const float* a, const float* b, float* y) {
 
 // Max or average pooling over 2-D windows, NCHW (a 1-D pool is a 2-D one with H = 1).
 // P: kNC kH kW kKH kKW kOH kOW kStrideH kStrideW kPadTop kPadLeft kDilH kDilW kCountIncludePad.
+// The output columns of a pooling window row whose tap kw reads inside the input row:
+// ow in [*begin, *end), with iw = ow * stride + *shift.
+template <typename P>
+inline void PoolTapColumns(int kw, int* begin, int* end, int* shift) {
+  *shift = kw * P::kDilW - P::kPadLeft;
+  *begin = *shift >= 0 ? 0 : (-*shift + P::kStrideW - 1) / P::kStrideW;
+  const int last = P::kW - 1 - *shift;  // the largest ow * stride still inside
+  *end = last < 0 ? 0 : (last / P::kStrideW + 1 < P::kOW ? last / P::kStrideW + 1 : P::kOW);
+  if (*begin > *end) *begin = *end;
+}
+
+// Output rows at least this long are pooled row-wise (below); shorter ones window by window.
+constexpr int kPoolRowMin = 16;
+
+// Both pools work an output row at a time: every tap of the window updates the whole row over
+// the columns where it reads inside the input, so the inner loops have no branches and
+// vectorise. The window always holds at least one input element (padding is smaller than the
+// kernel, which the generator checks).
 template <typename P>
 inline void MaxPool2D(const float* x, float* y) {
-  for (int nc = 0; nc < P::kNC; ++nc) {
-    const float* in = x + static_cast<std::size_t>(nc) * P::kH * P::kW;
-    float* out = y + static_cast<std::size_t>(nc) * P::kOH * P::kOW;
-    for (int oh = 0; oh < P::kOH; ++oh) {
-      for (int ow = 0; ow < P::kOW; ++ow) {
-        float best = -std::numeric_limits<float>::infinity();
+  // Rows shorter than a few vectors lose more to loop set-up than vectorising gains: there,
+  // window by window.
+  if constexpr (P::kOW < kPoolRowMin) {
+    for (int nc = 0; nc < P::kNC; ++nc) {
+      const float* in = x + static_cast<std::size_t>(nc) * P::kH * P::kW;
+      float* out = y + static_cast<std::size_t>(nc) * P::kOH * P::kOW;
+      for (int oh = 0; oh < P::kOH; ++oh) {
+        for (int ow = 0; ow < P::kOW; ++ow) {
+          float best = -std::numeric_limits<float>::infinity();
+          for (int kh = 0; kh < P::kKH; ++kh) {
+            const int ih = oh * P::kStrideH - P::kPadTop + kh * P::kDilH;
+            if (ih < 0 || ih >= P::kH) continue;
+            for (int kw = 0; kw < P::kKW; ++kw) {
+              const int iw = ow * P::kStrideW - P::kPadLeft + kw * P::kDilW;
+              if (iw < 0 || iw >= P::kW) continue;
+              const float v = in[ih * P::kW + iw];
+              // NaN propagates, as ONNX's reference does.
+              if (v > best || v != v) best = v;
+            }
+          }
+          out[oh * P::kOW + ow] = best;
+        }
+      }
+    }
+  } else {
+    for (int nc = 0; nc < P::kNC; ++nc) {
+      const float* in = x + static_cast<std::size_t>(nc) * P::kH * P::kW;
+      float* out = y + static_cast<std::size_t>(nc) * P::kOH * P::kOW;
+      for (int oh = 0; oh < P::kOH; ++oh) {
+        float* __restrict out_row = out + oh * P::kOW;
+        for (int ow = 0; ow < P::kOW; ++ow) out_row[ow] = -std::numeric_limits<float>::infinity();
         for (int kh = 0; kh < P::kKH; ++kh) {
           const int ih = oh * P::kStrideH - P::kPadTop + kh * P::kDilH;
           if (ih < 0 || ih >= P::kH) continue;
+          const float* __restrict in_row = in + ih * P::kW;
           for (int kw = 0; kw < P::kKW; ++kw) {
-            const int iw = ow * P::kStrideW - P::kPadLeft + kw * P::kDilW;
-            if (iw < 0 || iw >= P::kW) continue;
-            const float v = in[ih * P::kW + iw];
-            // NaN propagates, as ONNX's reference does.
-            if (v > best || v != v) best = v;
+            int begin, end, shift;
+            PoolTapColumns<P>(kw, &begin, &end, &shift);
+            for (int ow = begin; ow < end; ++ow) {
+              const float v = in_row[ow * P::kStrideW + shift];
+              const float best = out_row[ow];
+              // NaN propagates, as ONNX's reference does.
+              out_row[ow] = (v > best || v != v) ? v : best;
+            }
           }
         }
-        out[oh * P::kOW + ow] = best;
       }
     }
   }
@@ -413,28 +485,67 @@ inline void MaxPool2D(const float* x, float* y) {
 
 template <typename P>
 inline void AveragePool2D(const float* x, float* y) {
-  for (int nc = 0; nc < P::kNC; ++nc) {
-    const float* in = x + static_cast<std::size_t>(nc) * P::kH * P::kW;
-    float* out = y + static_cast<std::size_t>(nc) * P::kOH * P::kOW;
-    for (int oh = 0; oh < P::kOH; ++oh) {
-      for (int ow = 0; ow < P::kOW; ++ow) {
-        float sum = 0.f;
-        int count = 0;
-        // With count_include_pad the divisor counts padded positions inside the padded input,
-        // not the part of the window that hangs past the end (ceil_mode).
-        int padded_count = 0;
+  if constexpr (P::kOW < kPoolRowMin) {
+    for (int nc = 0; nc < P::kNC; ++nc) {
+      const float* in = x + static_cast<std::size_t>(nc) * P::kH * P::kW;
+      float* out = y + static_cast<std::size_t>(nc) * P::kOH * P::kOW;
+      for (int oh = 0; oh < P::kOH; ++oh) {
+        for (int ow = 0; ow < P::kOW; ++ow) {
+          float sum = 0.f;
+          int count = 0;
+          // With count_include_pad the divisor counts padded positions inside the padded input,
+          // not the part of the window that hangs past the end (ceil_mode).
+          int padded_count = 0;
+          for (int kh = 0; kh < P::kKH; ++kh) {
+            const int ih = oh * P::kStrideH - P::kPadTop + kh * P::kDilH;
+            for (int kw = 0; kw < P::kKW; ++kw) {
+              const int iw = ow * P::kStrideW - P::kPadLeft + kw * P::kDilW;
+              if (ih < P::kH + P::kPadBottom && iw < P::kW + P::kPadRight) ++padded_count;
+              if (ih < 0 || ih >= P::kH || iw < 0 || iw >= P::kW) continue;
+              sum += in[ih * P::kW + iw];
+              ++count;
+            }
+          }
+          const int divisor = P::kCountIncludePad ? padded_count : count;
+          out[oh * P::kOW + ow] = divisor > 0 ? sum / static_cast<float>(divisor) : 0.f;
+        }
+      }
+    }
+  } else {
+    // Divisors are separable: (taps counted along H) x (taps counted along W). Without
+    // count_include_pad a tap counts when it reads inside the input; with it, when it reads inside
+    // the padded input (a window hanging past the padding, with ceil_mode, still does not count).
+    float col_count[P::kOW];
+    for (int ow = 0; ow < P::kOW; ++ow) {
+      int count = 0;
+      for (int kw = 0; kw < P::kKW; ++kw) {
+        const int iw = ow * P::kStrideW - P::kPadLeft + kw * P::kDilW;
+        count += P::kCountIncludePad ? (iw < P::kW + P::kPadRight) : (iw >= 0 && iw < P::kW);
+      }
+      col_count[ow] = static_cast<float>(count);
+    }
+    for (int nc = 0; nc < P::kNC; ++nc) {
+      const float* in = x + static_cast<std::size_t>(nc) * P::kH * P::kW;
+      float* out = y + static_cast<std::size_t>(nc) * P::kOH * P::kOW;
+      for (int oh = 0; oh < P::kOH; ++oh) {
+        float* __restrict out_row = out + oh * P::kOW;
+        for (int ow = 0; ow < P::kOW; ++ow) out_row[ow] = 0.f;
+        int row_count = 0;
         for (int kh = 0; kh < P::kKH; ++kh) {
           const int ih = oh * P::kStrideH - P::kPadTop + kh * P::kDilH;
+          if (P::kCountIncludePad ? ih < P::kH + P::kPadBottom : (ih >= 0 && ih < P::kH)) ++row_count;
+          if (ih < 0 || ih >= P::kH) continue;
+          const float* __restrict in_row = in + ih * P::kW;
           for (int kw = 0; kw < P::kKW; ++kw) {
-            const int iw = ow * P::kStrideW - P::kPadLeft + kw * P::kDilW;
-            if (ih < P::kH + P::kPadBottom && iw < P::kW + P::kPadRight) ++padded_count;
-            if (ih < 0 || ih >= P::kH || iw < 0 || iw >= P::kW) continue;
-            sum += in[ih * P::kW + iw];
-            ++count;
+            int begin, end, shift;
+            PoolTapColumns<P>(kw, &begin, &end, &shift);
+            for (int ow = begin; ow < end; ++ow) out_row[ow] += in_row[ow * P::kStrideW + shift];
           }
         }
-        const int divisor = P::kCountIncludePad ? padded_count : count;
-        out[oh * P::kOW + ow] = divisor > 0 ? sum / static_cast<float>(divisor) : 0.f;
+        // Every window holds an input element (padding is smaller than the kernel), so no
+        // divisor is zero.
+        const float rows = static_cast<float>(row_count);
+        for (int ow = 0; ow < P::kOW; ++ow) out_row[ow] /= rows * col_count[ow];
       }
     }
   }

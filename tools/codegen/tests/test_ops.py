@@ -265,3 +265,16 @@ def test_size_folds_to_the_element_count(tmp_path):
     nodes = [helper.make_node("Size", ["x"], ["n"]), helper.make_node("Cast", ["n"], ["nf"], to=TensorProto.FLOAT),
              helper.make_node("Mul", ["x", "nf"], ["y"])]
     run_case(tmp_path, nodes, {"x": rand(2, 3, 5)}, [("y", None)])
+
+
+@pytest.mark.parametrize("op,attrs", [
+    ("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ("MaxPool", {"kernel_shape": [2, 3], "strides": [1, 2], "dilations": [2, 1], "ceil_mode": 1}),
+    ("AveragePool", {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
+    ("AveragePool", {"kernel_shape": [3, 3], "pads": [1, 2, 1, 2], "count_include_pad": 1, "strides": [1, 2]}),
+    ("AveragePool", {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1}),
+])
+def test_pool_wide_rows(tmp_path, op, attrs):
+    # Output rows of 16 or more columns take the row-wise kernels (kPoolRowMin in kernels.h).
+    x = rand(1, 2, 9, 41)
+    run_case(tmp_path, [helper.make_node(op, ["x"], ["y"], **attrs)], {"x": x}, [("y", None)])
