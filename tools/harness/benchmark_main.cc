@@ -32,77 +32,6 @@ std::string Usage(const std::string& program, const ModelDescriptor& model) {
          DescribeModel(model);
 }
 
-// SplitMix64: tiny, fast, and the same sequence on every platform, which the <random>
-// distributions do not promise.
-class Random {
- public:
-  explicit Random(std::uint64_t seed) : state_(seed) {}
-  std::uint64_t Next() {
-    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15u);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
-  }
-
- private:
-  std::uint64_t state_;
-};
-
-template <typename T>
-void Store(unsigned char* data, std::size_t index, T value) {
-  std::memcpy(data + index * sizeof(T), &value, sizeof(T));
-}
-
-// Floats are uniform in [-1, 1) on a grid every value of which the type represents exactly.
-// Integers are in [0, 4), small and non-negative so that they are valid indices for any
-// gather-like op on a non-trivial axis; bools are 0 or 1.
-void FillRandom(const TensorInfo& info, std::uint64_t seed, unsigned char* data) {
-  Random random(seed);
-  for (std::size_t i = 0; i < info.elements; ++i) {
-    const std::uint64_t bits = random.Next();
-    const std::uint64_t small = bits >> 62;
-    switch (info.dtype) {
-      case DType::kFloat32:
-        Store(data, i, static_cast<float>(bits >> 40) * 0x1p-23f - 1.0f);
-        break;
-      case DType::kFloat64:
-        Store(data, i, static_cast<double>(bits >> 11) * 0x1p-52 - 1.0);
-        break;
-      case DType::kFloat16:
-        // 11 bits, so that rounding to half precision cannot carry a value up to 1.
-        Store(data, i, FloatToHalf(static_cast<float>(bits >> 53) * 0x1p-10f - 1.0f));
-        break;
-      case DType::kBool:
-        Store(data, i, static_cast<std::uint8_t>(bits >> 63));
-        break;
-      case DType::kInt8:
-        Store(data, i, static_cast<std::int8_t>(small));
-        break;
-      case DType::kUint8:
-        Store(data, i, static_cast<std::uint8_t>(small));
-        break;
-      case DType::kInt16:
-        Store(data, i, static_cast<std::int16_t>(small));
-        break;
-      case DType::kUint16:
-        Store(data, i, static_cast<std::uint16_t>(small));
-        break;
-      case DType::kInt32:
-        Store(data, i, static_cast<std::int32_t>(small));
-        break;
-      case DType::kUint32:
-        Store(data, i, static_cast<std::uint32_t>(small));
-        break;
-      case DType::kInt64:
-        Store(data, i, static_cast<std::int64_t>(small));
-        break;
-      case DType::kUint64:
-        Store(data, i, static_cast<std::uint64_t>(small));
-        break;
-    }
-  }
-}
-
 // FNV-1a over every output byte.
 std::uint64_t Checksum(const ModelDescriptor& model, const std::vector<void*>& outputs) {
   std::uint64_t hash = 0xcbf29ce484222325u;
@@ -150,23 +79,6 @@ long long PeakRssKb() {
   return kb;
 }
 
-std::string JsonString(const std::string& text) {
-  std::string json = "\"";
-  for (const char c : text) {
-    if (c == '"' || c == '\\') {
-      json += '\\';
-      json += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char escaped[8];
-      std::snprintf(escaped, sizeof(escaped), "\\u%04x", static_cast<unsigned>(c));
-      json += escaped;
-    } else {
-      json += c;
-    }
-  }
-  return json + "\"";
-}
-
 int BenchmarkMain(int argc, char** argv) {
   const std::string program = ProgramName(argv[0]);
   const ModelDescriptor& model = Model();
@@ -186,22 +98,11 @@ int BenchmarkMain(int argc, char** argv) {
     return 0;
   }
 
-  std::vector<std::vector<unsigned char>> input_data(model.num_inputs);
-  std::vector<const void*> inputs(model.num_inputs);
-  for (int i = 0; i < model.num_inputs; ++i) {
-    input_data[i].resize(model.inputs[i].bytes);
-    // Each input gets its own stream, so that adding an input leaves the others' data as it was.
-    const std::uint64_t stream = static_cast<std::uint64_t>(seed) ^
-                                 (0xd1b54a32d192ed03u * static_cast<std::uint64_t>(i + 1));
-    FillRandom(model.inputs[i], stream, input_data[i].data());
-    inputs[i] = input_data[i].data();
-  }
-  std::vector<std::vector<unsigned char>> output_data(model.num_outputs);
-  std::vector<void*> outputs(model.num_outputs);
-  for (int i = 0; i < model.num_outputs; ++i) {
-    output_data[i].resize(model.outputs[i].bytes);
-    outputs[i] = output_data[i].data();
-  }
+  std::vector<std::vector<unsigned char>> input_data, output_data;
+  std::vector<const void*> inputs;
+  std::vector<void*> outputs;
+  MakeRandomInputs(model, static_cast<std::uint64_t>(seed), &input_data, &inputs);
+  MakeOutputBuffers(model, &output_data, &outputs);
 
   ModelInstance instance(model);
   if (!instance.ok()) return Fail(program, "could not create a model instance");

@@ -77,6 +77,27 @@ bool ValidateTensor(const TensorInfo& info, const std::string& what, std::string
   return true;
 }
 
+// SplitMix64: tiny, fast, and the same sequence on every platform, which the <random>
+// distributions do not promise.
+class Random {
+ public:
+  explicit Random(std::uint64_t seed) : state_(seed) {}
+  std::uint64_t Next() {
+    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+  }
+
+ private:
+  std::uint64_t state_;
+};
+
+template <typename T>
+void Store(unsigned char* data, std::size_t index, T value) {
+  std::memcpy(data + index * sizeof(T), &value, sizeof(T));
+}
+
 }  // namespace
 
 // ---- Command line --------------------------------------------------------------------------
@@ -274,6 +295,9 @@ bool ValidateModel(const ModelDescriptor& model, std::string* error) {
     problem = "bad input or output table";
   } else if (model.create == nullptr || model.destroy == nullptr || model.run == nullptr) {
     problem = "missing create, destroy or run";
+  } else if (model.num_steps < 0 ||
+             (model.num_steps > 0 && (model.step_names == nullptr || model.step_times == nullptr))) {
+    problem = "bad step table";
   } else {
     for (int i = 0; i < model.num_inputs && problem.empty(); ++i) {
       ValidateTensor(model.inputs[i], "input " + std::to_string(i), &problem);
@@ -358,6 +382,101 @@ float HalfToFloat(std::uint16_t half) {
     std::memcpy(&magnitude, &bits, sizeof(magnitude));
   }
   return negative ? -magnitude : magnitude;
+}
+
+// ---- Random inputs -------------------------------------------------------------------------
+
+// Floats are uniform in [-1, 1) on a grid every value of which the type represents exactly.
+// Integers are in [0, 4), small and non-negative so that they are valid indices for any
+// gather-like op on a non-trivial axis; bools are 0 or 1.
+void FillRandom(const TensorInfo& info, std::uint64_t seed, unsigned char* data) {
+  Random random(seed);
+  for (std::size_t i = 0; i < info.elements; ++i) {
+    const std::uint64_t bits = random.Next();
+    const std::uint64_t small = bits >> 62;
+    switch (info.dtype) {
+      case DType::kFloat32:
+        Store(data, i, static_cast<float>(bits >> 40) * 0x1p-23f - 1.0f);
+        break;
+      case DType::kFloat64:
+        Store(data, i, static_cast<double>(bits >> 11) * 0x1p-52 - 1.0);
+        break;
+      case DType::kFloat16:
+        // 11 bits, so that rounding to half precision cannot carry a value up to 1.
+        Store(data, i, FloatToHalf(static_cast<float>(bits >> 53) * 0x1p-10f - 1.0f));
+        break;
+      case DType::kBool:
+        Store(data, i, static_cast<std::uint8_t>(bits >> 63));
+        break;
+      case DType::kInt8:
+        Store(data, i, static_cast<std::int8_t>(small));
+        break;
+      case DType::kUint8:
+        Store(data, i, static_cast<std::uint8_t>(small));
+        break;
+      case DType::kInt16:
+        Store(data, i, static_cast<std::int16_t>(small));
+        break;
+      case DType::kUint16:
+        Store(data, i, static_cast<std::uint16_t>(small));
+        break;
+      case DType::kInt32:
+        Store(data, i, static_cast<std::int32_t>(small));
+        break;
+      case DType::kUint32:
+        Store(data, i, static_cast<std::uint32_t>(small));
+        break;
+      case DType::kInt64:
+        Store(data, i, static_cast<std::int64_t>(small));
+        break;
+      case DType::kUint64:
+        Store(data, i, static_cast<std::uint64_t>(small));
+        break;
+    }
+  }
+}
+
+void MakeRandomInputs(const ModelDescriptor& model, std::uint64_t seed,
+                      std::vector<std::vector<unsigned char>>* data,
+                      std::vector<const void*>* pointers) {
+  data->assign(model.num_inputs, {});
+  pointers->assign(model.num_inputs, nullptr);
+  for (int i = 0; i < model.num_inputs; ++i) {
+    (*data)[i].resize(model.inputs[i].bytes);
+    // Each input gets its own stream, so that adding an input leaves the others' data as it was.
+    const std::uint64_t stream = seed ^ (0xd1b54a32d192ed03u * static_cast<std::uint64_t>(i + 1));
+    FillRandom(model.inputs[i], stream, (*data)[i].data());
+    (*pointers)[i] = (*data)[i].data();
+  }
+}
+
+void MakeOutputBuffers(const ModelDescriptor& model, std::vector<std::vector<unsigned char>>* data,
+                       std::vector<void*>* pointers) {
+  data->assign(model.num_outputs, {});
+  pointers->assign(model.num_outputs, nullptr);
+  for (int i = 0; i < model.num_outputs; ++i) {
+    (*data)[i].resize(model.outputs[i].bytes);
+    (*pointers)[i] = (*data)[i].data();
+  }
+}
+
+// ---- Output --------------------------------------------------------------------------------
+
+std::string JsonString(const std::string& text) {
+  std::string json = "\"";
+  for (const char c : text) {
+    if (c == '"' || c == '\\') {
+      json += '\\';
+      json += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof(escaped), "\\u%04x", static_cast<unsigned>(c));
+      json += escaped;
+    } else {
+      json += c;
+    }
+  }
+  return json + "\"";
 }
 
 // ---- Model instances -----------------------------------------------------------------------

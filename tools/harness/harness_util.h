@@ -97,6 +97,28 @@ bool LoadTensor(const std::string& what, const TensorInfo& info, const std::stri
 std::uint16_t FloatToHalf(float value);
 float HalfToFloat(std::uint16_t half);
 
+// ---- Random inputs -------------------------------------------------------------------------
+
+// Fills `data` (info.bytes of space) with pseudo-random values determined by `seed`, the same on
+// every platform. Floats are uniform in [-1, 1); integers are in [0, 4), valid indices for any
+// gather-like op on a non-trivial axis; bools are 0 or 1.
+void FillRandom(const TensorInfo& info, std::uint64_t seed, unsigned char* data);
+
+// One buffer of random data per input of the model (each input its own stream derived from
+// `seed`), and pointers to them in the model's order, ready for ModelDescriptor::run.
+void MakeRandomInputs(const ModelDescriptor& model, std::uint64_t seed,
+                      std::vector<std::vector<unsigned char>>* data,
+                      std::vector<const void*>* pointers);
+
+// One buffer per output of the model, and pointers to them.
+void MakeOutputBuffers(const ModelDescriptor& model, std::vector<std::vector<unsigned char>>* data,
+                       std::vector<void*>* pointers);
+
+// ---- Output --------------------------------------------------------------------------------
+
+// `text` as a JSON string literal, quotes included.
+std::string JsonString(const std::string& text);
+
 // ---- Model instances -----------------------------------------------------------------------
 
 // Owns one instance of the model, destroying it when it goes out of scope.
@@ -112,6 +134,8 @@ class ModelInstance {
   void Run(const void* const* inputs, void* const* outputs) const {
     model_.run(instance_, inputs, outputs);
   }
+  // The descriptor's step_times for this instance (only when model.num_steps > 0).
+  void StepTimes(double* ns_out) const { model_.step_times(instance_, ns_out); }
 
  private:
   const ModelDescriptor& model_;

@@ -49,6 +49,16 @@ struct ModelDescriptor {
   void (*destroy)(void* instance);
   // inputs[i] points at inputs[i].bytes of data, outputs[i] at outputs[i].bytes of space.
   void (*run)(void* instance, const void* const* inputs, void* const* outputs);
+
+  // Per-step timing, only in the descriptor of a model generated with --profile_steps (the
+  // `<name>_profile` tool); a descriptor without it leaves these zero and null, so a descriptor
+  // written before they existed stays valid.
+  int num_steps = 0;
+  // "N: node name (Op)" for each step of Run(), in order: the ONNX node names.
+  const char* const* step_names = nullptr;
+  // Writes `num_steps` values: the nanoseconds each step has taken, summed over every run of
+  // `instance` since it was created.
+  void (*step_times)(const void* instance, double* ns_out) = nullptr;
 };
 
 // Defined by the generated descriptor source of exactly one model.
