@@ -2,7 +2,7 @@
 
     python3 -m pure_model_codegen --model=m.onnx --input_shape=x=1,3,224,224 --cpu=x86_64 \
         --namespace=examples::cnn --class_name=Cnn --header_include=examples/cnn/cnn.h \
-        --out_header=... --out_source=... --out_descriptor=...
+        --out_header=... --out_source=... --out_descriptor=... [--profile_steps]
 
 Bad input ends the process with one line on stderr naming the file, node and problem, and
 exit status 1; never a traceback. Should the generator itself fail on some model in a way it does
@@ -31,15 +31,18 @@ flags.DEFINE_string("model_label", None, "What the generated files say they come
 flags.DEFINE_string("out_header", None, "Where to write the header.")
 flags.DEFINE_string("out_source", None, "Where to write the implementation.")
 flags.DEFINE_string("out_descriptor", None, "Where to write the harness descriptor (optional).")
+flags.DEFINE_bool("profile_steps", False, "Time each step of Run() and name the steps in the descriptor, for the "
+                  "<name>_profile tool; the plain library is generated without it.")
 flags.DEFINE_string("out_report", None, "Where to write the JSON build report (optional); also summarised on stderr.")
 
 
-def generate_files(model_path, input_shapes, *, cpu, namespace, class_name, header_include, model_label):
+def generate_files(model_path, input_shapes, *, cpu, namespace, class_name, header_include, model_label,
+                   profile_steps=False):
     try:
         graph = frontend.import_model(model_path, input_shapes)
         graph = passes.run_all(graph)
         return emit.generate(graph, namespace=namespace, class_name=class_name, header_include=header_include,
-                             model_label=model_label, cpu=cpu)
+                             model_label=model_label, cpu=cpu, profile_steps=profile_steps)
     except CodegenError as e:
         # Name the model as the user wrote it (a Bazel label), not as a path in a sandbox.
         e.model_path = model_label
@@ -64,7 +67,7 @@ def main(argv):
         files = generate_files(
             FLAGS.model, frontend.parse_input_shapes(FLAGS.input_shape), cpu=FLAGS.cpu, namespace=FLAGS.namespace,
             class_name=FLAGS.class_name, header_include=FLAGS.header_include,
-            model_label=FLAGS.model_label or FLAGS.model)
+            model_label=FLAGS.model_label or FLAGS.model, profile_steps=FLAGS.profile_steps)
     except CodegenError as e:
         if e.model_path is None:
             e.model_path = FLAGS.model_label or FLAGS.model

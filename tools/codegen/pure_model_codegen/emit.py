@@ -146,8 +146,12 @@ def _describe_step(node, graph):
     return cpp.comment_text(text)
 
 
-def generate(graph, *, namespace, class_name, header_include, model_label, cpu):
-    """Returns {"header", "source", "descriptor", "report"} texts for the planned graph."""
+def generate(graph, *, namespace, class_name, header_include, model_label, cpu, profile_steps=False):
+    """Returns {"header", "source", "descriptor", "report"} texts for the planned graph.
+
+    With profile_steps, Run() times each step into the instance and the descriptor names the
+    steps ("N: node name (Op)") for the profile tool; without it, nothing of that is emitted.
+    """
     plan = memory.plan(graph)
     if plan.arena_bytes > ir.MAX_TOTAL_BYTES:
         raise CodegenError(f"the intermediate tensors need an arena of {plan.arena_bytes} bytes, more than the "
@@ -217,7 +221,8 @@ def generate(graph, *, namespace, class_name, header_include, model_label, cpu):
             except CodegenError as e:
                 e.node = e.node or node
                 raise
-        steps.append(dict(number=number, comment=_describe_step(node, graph), body=body))
+        steps.append(dict(number=number, comment=_describe_step(node, graph), body=body,
+                          name_literal=cpp.string_literal(f"{number}: {node.name} ({node.op_type})")))
     final_copies = []
     for index, source in plan.extra_output_copies:
         entry = outputs[index]
@@ -238,17 +243,23 @@ def generate(graph, *, namespace, class_name, header_include, model_label, cpu):
     for a in activations:
         if a["offset"] is None:
             a["source"] = ctx.ptr(a["source"])
+    profile = None
+    if profile_steps:
+        # Taken last, so that profiling renames nothing the plain build emits.
+        profile = dict(num_steps=len(steps), accumulators=names.take("profile_step_ns_"),
+                       clock=names.take("profile_clock_"), lap=names.take("ProfileLap"),
+                       count=names.take("kProfiledSteps"), method=names.take("StepTimes"))
     guard = cpp.identifier(f"{namespace}_{class_name}_H_".replace("::", "_")).upper()
     common = dict(
         namespace=namespace, class_name=class_name, header_include=header_include,
         model_label=cpp.comment_text(model_label),
         inputs=inputs, outputs=outputs, arena_bytes=plan.arena_bytes, weight_bytes=ctx.weight_bytes, cpu=cpu,
-        guard=guard, opsets=sorted(graph.opsets.items()),
+        guard=guard, opsets=sorted(graph.opsets.items()), profile=profile, steps=steps,
     )
     files = {
         "header": _template("model.h.mako").render(**common),
         "source": _template("model.cc.mako").render(
-            weights=ctx.weights, activations=activations, steps=steps, param_structs=ctx.param_structs,
+            weights=ctx.weights, activations=activations, param_structs=ctx.param_structs,
             unused_inputs=unused_inputs,
             derived=ctx.derived, final_copies=final_copies, **common),
         "descriptor": _template("descriptor.cc.mako").render(**common),

@@ -40,6 +40,23 @@ void RunModel(void* instance, const void* const* inputs, void* const* outputs) {
   static_cast<Model_*>(instance)->Run(
 ${",\n".join([f'      static_cast<const {io["cpp_type"]}*>(inputs[{io["index"]}])' for io in inputs] + [f'      static_cast<{io["cpp_type"]}*>(outputs[{io["index"]}])' for io in outputs])});
 }
+% if profile:
+
+// The steps of Run(), as "N: node name (Op)", for the profile tool.
+%   if steps:
+const char* const kStepNames[] = {
+%     for step in steps:
+    ${step["name_literal"]},
+%     endfor
+};
+%   else:
+const char* const* const kStepNames = nullptr;
+%   endif
+
+void StepTimes(const void* instance, double* ns_out) {
+  static_cast<const Model_*>(instance)->${profile["method"]}(ns_out);
+}
+% endif
 
 }  // namespace
 
@@ -47,6 +64,9 @@ const ModelDescriptor& Model() {
   static const ModelDescriptor descriptor = {
       "${class_name}", ${len(inputs)}, kInputs, ${len(outputs)}, kOutputs,
       Model_::kArenaBytes, Model_::kWeightBytes, Create, Destroy, RunModel,
+% if profile:
+      ${profile["num_steps"]}, kStepNames, StepTimes,
+% endif
   };
   return descriptor;
 }

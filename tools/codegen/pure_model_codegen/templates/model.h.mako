@@ -30,9 +30,19 @@ class ${class_name} {
 
   // Inputs are read, outputs are written in full; no buffer may overlap another.
   void Run(${", ".join([f'const {io["cpp_type"]}* {io["param"]}' for io in inputs] + [f'{io["cpp_type"]}* {io["param"]}' for io in outputs])});
+% if profile:
+
+  // Generated with --profile_steps, for the profile tool: Run() times each of its steps.
+  static constexpr int ${profile["count"]} = ${profile["num_steps"]};
+  // Writes ${profile["count"]} values: the nanoseconds each step took, summed over every Run().
+  void ${profile["method"]}(double* ns_out) const;
+% endif
 
  private:
   alignas(64) unsigned char arena_[kArenaBytes > 0 ? kArenaBytes : 1];
+% if profile:
+  double ${profile["accumulators"]}[${profile["count"]} > 0 ? ${profile["count"]} : 1] = {};
+% endif
 };
 
 }  // namespace ${namespace}
