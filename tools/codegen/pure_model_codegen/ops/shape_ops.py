@@ -15,15 +15,21 @@ from pure_model_codegen.errors import CodegenError
 from pure_model_codegen.ops import attr_int, attr_ints, input_count, normalize_axis, register
 
 
-def constant_input(node, graph, index, what):
+def constant_input(node, graph, index, what, integer=False, required=False):
+    """The value of input `index`, which must be a constant; None if omitted (unless `required`)."""
     name = node.inputs[index] if len(node.inputs) > index else ""
     if not name:
+        if required:
+            raise CodegenError(f"{what} (input {index}) is required", node=node)
         return None
     tensor = graph.tensor(name)
     if not tensor.is_constant:
         raise CodegenError(
             f"{what} ('{name}') must be known at generation time, but it depends on the model's inputs", node=node
         )
+    if integer and tensor.value.dtype.kind not in "iu":
+        raise CodegenError(f"{what} ('{name}') must be an integer tensor, got {ir.dtype_name(tensor.dtype)}",
+                           node=node)
     return tensor.value
 
 
@@ -37,7 +43,8 @@ def _reshape_target(node, graph):
             raise CodegenError("required attribute 'shape' is missing", node=node)
     else:
         input_count(node, 2)
-        shape = [int(v) for v in np.asarray(constant_input(node, graph, 1, "shape")).reshape(-1)]
+        shape = [int(v) for v in np.asarray(constant_input(node, graph, 1, "shape", integer=True,
+                                                              required=True)).reshape(-1)]
     allow_zero = attr_int(node, "allowzero", 0)
     out = []
     for i, d in enumerate(shape):
@@ -72,7 +79,7 @@ def _flatten_target(node, graph):
 def _axes(node, graph):
     if node.opset < 13:
         return attr_ints(node, "axes")
-    value = constant_input(node, graph, 1, "axes")
+    value = constant_input(node, graph, 1, "axes", integer=True)
     return None if value is None else [int(v) for v in np.asarray(value).reshape(-1)]
 
 
@@ -360,7 +367,7 @@ def _constant_of_shape_value(node):
 
 def _constant_of_shape_infer(node, graph):
     input_count(node, 1)
-    shape = constant_input(node, graph, 0, "shape")
+    shape = constant_input(node, graph, 0, "shape", integer=True)
     if shape is None:
         raise CodegenError("the shape input is omitted", node=node)
     value = _constant_of_shape_value(node)
