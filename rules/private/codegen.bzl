@@ -49,7 +49,10 @@ def _pure_model_codegen_impl(ctx):
     args.add("--out_header", header)
     args.add("--out_source", ctx.outputs.source)
     args.add("--out_descriptor", ctx.outputs.descriptor)
-    report = ctx.actions.declare_file(ctx.attr.library_name + "_report.json")
+    if ctx.attr.profile_steps:
+        args.add("--profile_steps")
+    report_suffix = "_profiled_report.json" if ctx.attr.profile_steps else "_report.json"
+    report = ctx.actions.declare_file(ctx.attr.library_name + report_suffix)
     args.add("--out_report", report)
     ctx.actions.run(
         executable = ctx.executable._codegen,
@@ -57,7 +60,8 @@ def _pure_model_codegen_impl(ctx):
         inputs = [model],
         outputs = [header, ctx.outputs.source, ctx.outputs.descriptor, report],
         mnemonic = "PureModelCodegen",
-        progress_message = "Generating C++ for model %{label} (" + ctx.attr.cpu + ")",
+        progress_message = "Generating C++ for model %{label} (" + ctx.attr.cpu +
+                           (", profiled" if ctx.attr.profile_steps else "") + ")",
     )
     return [
         DefaultInfo(files = depset([header, ctx.outputs.source])),
@@ -112,6 +116,10 @@ that instead.""",
             doc = "The ONNX model file.",
         ),
         "namespace": attr.string(doc = "C++ namespace; default: derived from the package path."),
+        "profile_steps": attr.bool(
+            doc = """Generate the profiling variant: `Run()` times each of its steps and the
+descriptor names them, for `<name>_profile`. The report is then `<library_name>_profiled_report.json`.""",
+        ),
         "source": attr.output(mandatory = True, doc = "The implementation source to write."),
         "_codegen": attr.label(
             default = Label("//tools/codegen"),

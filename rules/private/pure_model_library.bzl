@@ -60,10 +60,16 @@ def pure_model_library(
       on `.npy` inputs and writes `<dir>/<output name>.npy`.
     - `det_benchmark`: `det_benchmark --runs=N --warmup=M` times the model on random inputs and
       ends with one JSON line (median_ms, min_ms, p90_ms, peak_rss_kb, arena_bytes, weight_bytes).
+    - `det_profile`: `det_profile --runs=N --warmup=M` times each step of `Run()` on random
+      inputs and prints the steps, slowest first (`N: node name (Op)`, ms per run, share of the
+      total), the total and the sum of the steps; it ends with one JSON line of the per-step
+      numbers. It links a separately generated, instrumented copy of the model
+      (`det_profiled`): the library apps use carries no timing code and no node names.
     - `det_test` (unless `test = False`): a `cc_test` comparing the generated code's outputs with
       onnx's reference evaluator on seeded random inputs. It runs for the target platform, so
       `--config=arm64` checks the aarch64 build under qemu.
-    - `det_codegen`, `det_descriptor`, `det_testdata`: internal steps of the above.
+    - `det_codegen`, `det_descriptor`, `det_testdata`, `det_profiled_codegen`, `det_profiled`,
+      `det_profiled_descriptor`: internal steps of the above.
 
     Args:
       name: Name of the library, and the prefix of the other targets.
@@ -80,7 +86,8 @@ def pure_model_library(
       test: Whether to create `<name>_test`.
       test_rtol: Tolerance of `<name>_test`: the largest error allowed, relative to the
         largest magnitude of each reference output.
-      visibility: Visibility of `name`, `<name>_run`, `<name>_benchmark` and `<name>_test`;
+      visibility: Visibility of `name`, `<name>_run`, `<name>_benchmark`, `<name>_profile` and
+        `<name>_test`;
         the internal targets are private.
       tags: Tags for every target, e.g. `["manual"]`.
       **kwargs: Passed to the `cc_library` (e.g. `deprecation`, `target_compatible_with`).
@@ -125,6 +132,51 @@ def pure_model_library(
             tags = tags,
             visibility = visibility,
         )
+
+    # The profiling variant: a second codegen action with --profile_steps, so that the library
+    # above stays free of timing code and node names. Same namespace and class; the profile binary
+    # links only this copy.
+    pure_model_codegen(
+        name = name + "_profiled_codegen",
+        model = model,
+        input_shapes = input_shapes,
+        namespace = namespace,
+        class_name = class_name,
+        library_name = name,
+        cpu = select(_CPU),
+        header = name + "_profiled.h",
+        source = name + "_profiled.cc",
+        descriptor = name + "_profiled_descriptor.cc",
+        profile_steps = True,
+        tags = tags,
+        visibility = ["//visibility:private"],
+    )
+    cc_library(
+        name = name + "_profiled",
+        hdrs = [name + "_profiled.h"],
+        srcs = [name + "_profiled.cc"],
+        copts = copts + _ISA_COPTS,
+        deps = [Label("//runtime:kernels")],
+        tags = tags,
+        visibility = ["//visibility:private"],
+        # The profile does not depend on the library, so it takes over where that may build.
+        target_compatible_with = kwargs.get("target_compatible_with"),
+    )
+    cc_library(
+        name = name + "_profiled_descriptor",
+        srcs = [name + "_profiled_descriptor.cc"],
+        copts = copts,
+        deps = [":" + name + "_profiled", Label("//tools/harness:model_descriptor")],
+        tags = tags,
+        visibility = ["//visibility:private"],
+        alwayslink = True,
+    )
+    cc_binary(
+        name = name + "_profile",
+        deps = [":" + name + "_profiled_descriptor", Label("//tools/harness:profile_main")],
+        tags = tags,
+        visibility = visibility,
+    )
     if test:
         pure_model_testdata(
             name = name + "_testdata",

@@ -39,10 +39,14 @@ def _codegen_argv(env):
 def _short_paths(files):
     return [f.short_path for f in files]
 
+# The plain library and its profiling variant (<name>_profiled_codegen, --profile_steps) differ
+# only in their file names and that one flag.
+_VARIANT_ATTRS = {"profiled": attr.bool(doc = "Whether the target under test is the profiling variant.")}
+
 def _outputs_test_impl(ctx):
     env = analysistest.begin(ctx)
     target = analysistest.target_under_test(env)
-    prefix = ctx.label.package + "/two_layer_mlp"
+    prefix = ctx.label.package + "/two_layer_mlp" + ("_profiled" if ctx.attr.profiled else "")
     expected = [prefix + ".h", prefix + ".cc", prefix + "_descriptor.cc", prefix + "_report.json"]
     action = _codegen_action(env)
     if action:
@@ -64,7 +68,7 @@ def _outputs_test_impl(ctx):
     )
     return analysistest.end(env)
 
-_outputs_test = analysistest.make(_outputs_test_impl, config_settings = _X86_64)
+_outputs_test = analysistest.make(_outputs_test_impl, attrs = _VARIANT_ATTRS, config_settings = _X86_64)
 
 def _arguments_test_impl(ctx):
     env = analysistest.begin(ctx)
@@ -76,8 +80,9 @@ def _arguments_test_impl(ctx):
         "--model_label": ["//examples/mlp:mlp.onnx"],
         "--cpu": ["x86_64"],
         "--namespace": [package.replace("/", "::")],
+        # The profiling variant keeps the class: only its files are named apart.
         "--class_name": ["TwoLayerMlp"],
-        "--header_include": [package + "/two_layer_mlp.h"],
+        "--header_include": [package + ("/two_layer_mlp_profiled.h" if ctx.attr.profiled else "/two_layer_mlp.h")],
         # Sorted, whatever the order of the dict: the command line is part of the action key.
         "--input_shape": ["batch_norm=1", "features=1,64", "z=1,2"],
         "--out_header": [info.header.path],
@@ -87,11 +92,15 @@ def _arguments_test_impl(ctx):
     }
     for flag, values in expected.items():
         asserts.equals(env, values, _flag_values(argv, flag), flag)
+
+    # Flags without a value.
+    switches = ["--profile_steps"] if ctx.attr.profiled else []
+    asserts.equals(env, switches, [a for a in argv if a == "--profile_steps"], "--profile_steps")
     flags = [a for a in argv if a.startswith("--")]
-    asserts.equals(env, sorted(expected.keys()), sorted({f: None for f in flags}.keys()), "flags")
+    asserts.equals(env, sorted(expected.keys() + switches), sorted({f: None for f in flags}.keys()), "flags")
     return analysistest.end(env)
 
-_arguments_test = analysistest.make(_arguments_test_impl, config_settings = _X86_64)
+_arguments_test = analysistest.make(_arguments_test_impl, attrs = _VARIANT_ATTRS, config_settings = _X86_64)
 
 def _overrides_test_impl(ctx):
     env = analysistest.begin(ctx)
@@ -244,6 +253,8 @@ def codegen_test_suite(name):
     tests = {
         "codegen_outputs_test": (_outputs_test, mlp, {}),
         "codegen_arguments_test": (_arguments_test, mlp, {}),
+        "codegen_profiled_outputs_test": (_outputs_test, ":two_layer_mlp_profiled_codegen", {"profiled": True}),
+        "codegen_profiled_arguments_test": (_arguments_test, ":two_layer_mlp_profiled_codegen", {"profiled": True}),
         "codegen_overrides_test": (_overrides_test, ":renamed_codegen", {}),
         "codegen_provider_test": (_provider_test, mlp, {}),
         "codegen_cpu_arm64_test": (_cpu_arm64_test, mlp, {"expected_cpu": "aarch64"}),
