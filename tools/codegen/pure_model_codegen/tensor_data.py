@@ -145,7 +145,8 @@ def _read_external(tensor, what, model_dir, expected_bytes, described):
     offset = numbers.get("offset", 0)
     path = os.path.join(model_dir, *[p for p in parts if p not in ("", ".")])
     try:
-        with open(path, "rb") as f:
+        # O_NONBLOCK: opening a FIFO planted as "external data" must not hang the build.
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
             mode = os.fstat(f.fileno())
             if not stat.S_ISREG(mode.st_mode):
                 raise CodegenError(f"{what} has external data in '{location}', which is not a regular file")

@@ -364,6 +364,12 @@ def test_external_data_missing_file(tmp_path):
                  "model's directory")
 
 
+def test_external_data_not_a_regular_file(tmp_path):
+    os.mkfifo(tmp_path / "pipe.bin")  # reading a FIFO would block the build forever
+    path = external_model(tmp_path, "pipe.bin", name="external_fifo.onnx")
+    expect_error(tmp_path, path, "initializer 'w' has external data in 'pipe.bin', which is not a regular file")
+
+
 def test_external_data_too_short(tmp_path):
     (tmp_path / "weights.bin").write_bytes(np.ones(3, np.float32).tobytes())
     path = external_model(tmp_path, "weights.bin", name="external_short.onnx")
