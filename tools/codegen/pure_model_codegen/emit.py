@@ -117,6 +117,7 @@ class EmitContext:
         return name
 
     def int_table(self, node, label, values):
+        ops.check_table_size(node, label, len(values))
         name = self._names.take(cpp.identifier(f"k_{cpp.camel_case(node.name)}_{label}"))
         lines = _format_values(np.asarray(values, dtype=np.int64), 7)
         self.derived.append((cpp.comment_text(f"{label} of node '{node.name}' ({node.op_type})."), "std::size_t", name,

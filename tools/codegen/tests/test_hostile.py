@@ -430,6 +430,15 @@ def test_absurd_computed_shape(tmp_path):
                  "output 'big' of shape [65536, 65536, 65536] has 281474976710656 elements", node="fill")
 
 
+def test_absurd_batch_of_matrices(tmp_path):
+    # Within the per-tensor limits, but the batch offsets would fill hundreds of megabytes of source.
+    model = graph_model([helper.make_node("MatMul", ["a", "b"], ["y"], name="mm")],
+                        [("a", 1, [1 << 23, 1, 1]), ("b", 1, [1, 1])], [("y", 1, [1 << 23, 1, 1])])
+    expect_error(tmp_path, save(model, tmp_path, "big_batch.onnx"),
+                 "needs a table of 8388608 a_offsets, more than the 4194304 the generator writes into source",
+                 node="mm")
+
+
 # --- the safety net --------------------------------------------------------------------------------
 
 _CRASHING_MAIN = """

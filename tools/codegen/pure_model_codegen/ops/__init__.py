@@ -106,6 +106,17 @@ def require_dtype(node, graph, name, allowed):
     return tensor
 
 
+# Index tables are written into the source as text: beyond this many entries a model would give
+# source files of hundreds of megabytes.
+MAX_TABLE_ENTRIES = 1 << 22
+
+
+def check_table_size(node, label, entries):
+    if entries > MAX_TABLE_ENTRIES:
+        raise CodegenError(f"needs a table of {entries} {label}, more than the {MAX_TABLE_ENTRIES} the generator "
+                           "writes into source", node=node)
+
+
 def input_count(node, low, high=None):
     present = len(node.inputs)
     high = low if high is None else high

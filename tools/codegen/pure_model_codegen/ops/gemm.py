@@ -1,9 +1,11 @@
 """Matrix products: Gemm and (batched, broadcasting) MatMul, float32."""
 
+import math
+
 import numpy as np
 
 from pure_model_codegen.errors import CodegenError
-from pure_model_codegen.ops import attr_float, attr_int, input_count, register, require_dtype
+from pure_model_codegen.ops import attr_float, attr_int, check_table_size, input_count, register, require_dtype
 
 _FLOAT = (1,)
 
@@ -116,6 +118,8 @@ def _matmul_emit(node, ctx):
     a_shape, b_shape, batch, _ = _matmul_shapes(node, ctx.graph)
     m, k, n = a_shape[-2], a_shape[-1], b_shape[-1]
     a, b, y = ctx.ptr(node.inputs[0]), ctx.ptr(node.inputs[1]), ctx.ptr(node.outputs[0])
+    # Checked before the offsets are enumerated, which for a huge batch would take forever.
+    check_table_size(node, "a_offsets", math.prod(batch))
     a_off = _batch_offsets(a_shape[:-2], batch, m * k)
     b_off = _batch_offsets(b_shape[:-2], batch, k * n)
     count = len(a_off)
