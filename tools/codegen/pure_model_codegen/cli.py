@@ -98,7 +98,8 @@ def _internal_error(label, error):
     if isinstance(error, MemoryError):
         message = f"out of memory while generating {label} (the model is too large for this machine)"
     else:
-        message = (f"internal error while generating {label}: {type(error).__name__}: {error} (a bug in the "
+        detail = str(error) if len(str(error)) <= 500 else str(error)[:500] + "..."
+        message = (f"internal error while generating {label}: {type(error).__name__}: {detail} (a bug in the "
                    "generator: please report it with the model; PURE_MODEL_CODEGEN_DEBUG=1 shows the traceback)")
     print(one_line("pure_model_codegen: error: " + message), file=sys.stderr)
     return 1
