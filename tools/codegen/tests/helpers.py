@@ -55,21 +55,22 @@ _MAIN = r"""
 #include <cstdio>
 #include <cstdlib>
 #include "model.h"
-// Reads each input as raw float32 from argv files, writes each output raw to argv files.
-static void Load(const char* path, float* data, std::size_t n) {
+// Reads each input's bytes from a file named on the command line; writes each output's bytes.
+[[maybe_unused]] static void Load(const char* path, unsigned char* data, std::size_t n) {
   FILE* f = std::fopen(path, "rb");
-  if (!f || std::fread(data, sizeof(float), n, f) != n) std::abort();
+  if (!f || std::fread(data, 1, n, f) != n) std::abort();
   std::fclose(f);
 }
-static void Store(const char* path, const float* data, std::size_t n) {
+static void Store(const char* path, const unsigned char* data, std::size_t n) {
   FILE* f = std::fopen(path, "wb");
-  if (!f || std::fwrite(data, sizeof(float), n, f) != n) std::abort();
+  if (!f || std::fwrite(data, 1, n, f) != n) std::abort();
   std::fclose(f);
 }
 static t::Model model;
 %(buffers)s
 int main(int argc, char** argv) {
   (void)argc;
+  (void)argv;
 %(loads)s
   model.Run(%(args)s);
 %(stores)s
@@ -78,46 +79,58 @@ int main(int argc, char** argv) {
 """
 
 
-def compile_and_run(model_path, feeds, input_shapes=None, workdir=None):
-    """Generates C++ for the model, compiles it with g++ and runs it on `feeds` (float32 only)."""
-    workdir = workdir or tempfile.mkdtemp(prefix="pure_model_test_")
+def run_generated(model_path, feeds, expected, workdir, input_shapes=None):
+    """Generates C++ for the model, compiles it with g++ and runs it on `feeds` (any element type).
+
+    `expected` (one array per graph output) gives each output's dtype and shape. Returns the
+    outputs as arrays and the generated files. PURE_MODEL_TEST_CXXFLAGS adds compiler flags
+    (e.g. sanitizers).
+    """
+    from pure_model_codegen import ir
+
     files = cli.generate_files(model_path, input_shapes or {k: v.shape for k, v in feeds.items()}, cpu="generic",
                                namespace="t", class_name="Model", header_include="model.h", model_label="test")
-    with open(os.path.join(workdir, "model.h"), "w") as f:
-        f.write(files["header"])
-    with open(os.path.join(workdir, "model.cc"), "w") as f:
-        f.write(files["source"])
-    model = onnx.load(model_path)
-    outputs = [o.name for o in model.graph.output]
-    evaluator_outputs = ReferenceEvaluator(model).run(None, feeds)
-    buffers, loads, stores, args = [], [], [], []
-    argv = []
-    for i, (name, value) in enumerate(feeds.items()):
-        buffers.append(f"static float in{i}[{max(value.size, 1)}];")
-        loads.append(f"  Load(argv[{len(argv) + 1}], in{i}, {value.size});")
-        path = os.path.join(workdir, f"in{i}.bin")
-        value.astype(np.float32).tofile(path)
-        argv.append(path)
-        args.append(f"in{i}")
-    for i, ref in enumerate(evaluator_outputs):
-        buffers.append(f"static float out{i}[{max(ref.size, 1)}];")
-        stores.append(f"  Store(argv[{len(argv) + 1}], out{i}, {ref.size});")
+    for key, name in (("header", "model.h"), ("source", "model.cc")):
+        with open(os.path.join(workdir, name), "w") as f:
+            f.write(files[key])
+    buffers, loads, stores, args, argv = [], [], [], [], []
+    for i, value in enumerate(feeds.values()):
+        value = np.ascontiguousarray(value)
+        buffers.append(f"alignas(64) static unsigned char in{i}[{max(value.nbytes, 1)}];")
+        loads.append(f"  Load(argv[{len(argv) + 1}], in{i}, {value.nbytes});")
+        argv.append(os.path.join(workdir, f"in{i}.bin"))
+        value.tofile(argv[-1])
+        args.append(f"reinterpret_cast<const {ir.cpp_type(ir.dtype_of_numpy(value.dtype))}*>(in{i})")
+    for i, ref in enumerate(expected):
+        ref = np.asarray(ref)
+        buffers.append(f"alignas(64) static unsigned char out{i}[{max(ref.nbytes, 1)}];")
+        stores.append(f"  Store(argv[{len(argv) + 1}], out{i}, {ref.nbytes});")
         argv.append(os.path.join(workdir, f"out{i}.bin"))
-        args.append(f"out{i}")
+        args.append(f"reinterpret_cast<{ir.cpp_type(ir.dtype_of_numpy(ref.dtype))}*>(out{i})")
     with open(os.path.join(workdir, "main.cc"), "w") as f:
         f.write(_MAIN % dict(buffers="\n".join(buffers), loads="\n".join(loads), stores="\n".join(stores),
                              args=", ".join(args)))
     binary = os.path.join(workdir, "model_bin")
-    compiler = shutil.which("g++") or "c++"
     result = subprocess.run(
-        [compiler, "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", "-I", workdir, "-I", _kernels_include(),
-         os.path.join(workdir, "main.cc"), os.path.join(workdir, "model.cc"), "-o", binary],
+        [shutil.which("g++") or "c++", "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", "-I", workdir,
+         "-I", _kernels_include(), os.path.join(workdir, "main.cc"), os.path.join(workdir, "model.cc"), "-o", binary]
+        + os.environ.get("PURE_MODEL_TEST_CXXFLAGS", "").split(),
         capture_output=True, text=True)
     assert result.returncode == 0, f"generated code does not compile:\n{result.stderr[-4000:]}"
     subprocess.run([binary] + argv, check=True)
-    got = [np.fromfile(argv[len(feeds) + i], dtype=np.float32).reshape(ref.shape)
-           for i, ref in enumerate(evaluator_outputs)]
-    return dict(zip(outputs, got)), dict(zip(outputs, evaluator_outputs)), files
+    got = [np.fromfile(argv[len(feeds) + i], dtype=np.asarray(ref).dtype).reshape(np.asarray(ref).shape)
+           for i, ref in enumerate(expected)]
+    return got, files
+
+
+def compile_and_run(model_path, feeds, input_shapes=None, workdir=None):
+    """(generated outputs, reference evaluator's outputs, generated files), by output name."""
+    workdir = workdir or tempfile.mkdtemp(prefix="pure_model_test_")
+    model = onnx.load(model_path)
+    outputs = [o.name for o in model.graph.output]
+    expected = ReferenceEvaluator(model).run(None, feeds)
+    got, files = run_generated(model_path, feeds, expected, workdir, input_shapes)
+    return dict(zip(outputs, got)), dict(zip(outputs, expected)), files
 
 
 def assert_close(got, expected, rtol=1e-4):

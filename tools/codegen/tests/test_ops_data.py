@@ -5,8 +5,6 @@ here passes raw bytes in and out.
 """
 
 import os
-import shutil
-import subprocess
 
 import numpy as np
 import onnx
@@ -14,37 +12,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from helpers import _kernels_include
-from pure_model_codegen import cli, ir
+from helpers import run_generated
+from pure_model_codegen import cli
 from pure_model_codegen.errors import CodegenError
 
 RNG = np.random.default_rng(11)
-
-_MAIN = r"""
-#include <cstdio>
-#include <cstdlib>
-#include "model.h"
-static void Load(const char* path, unsigned char* data, std::size_t n) {
-  FILE* f = std::fopen(path, "rb");
-  if (!f || std::fread(data, 1, n, f) != n) std::abort();
-  std::fclose(f);
-}
-static void Store(const char* path, const unsigned char* data, std::size_t n) {
-  FILE* f = std::fopen(path, "wb");
-  if (!f || std::fwrite(data, 1, n, f) != n) std::abort();
-  std::fclose(f);
-}
-static t::Model model;
-%(buffers)s
-int main(int argc, char** argv) {
-  (void)argc;
-%(loads)s
-  model.Run(%(args)s);
-%(stores)s
-  return 0;
-}
-"""
-
 
 def rand(*shape, dtype=np.float32):
     if np.dtype(dtype).kind == "f":
@@ -82,46 +54,14 @@ def run_model(tmp_path, model, feeds, reference=None):
     workdir = str(tmp_path)
     path = os.path.join(workdir, "model.onnx")
     onnx.save(model, path)
-    files = cli.generate_files(path, {k: v.shape for k, v in feeds.items()}, cpu="generic", namespace="t",
-                               class_name="Model", header_include="model.h", model_label="test")
-    for key, name in (("header", "model.h"), ("source", "model.cc")):
-        with open(os.path.join(workdir, name), "w") as f:
-            f.write(files[key])
     # The reference evaluator widens some integer results (ReduceSumSquare of int32 to int64): the
     # model's declared output types are what the generated code must produce.
     declared = [helper.tensor_dtype_to_np_dtype(o.type.tensor_type.elem_type) for o in model.graph.output]
     results = reference(feeds) if reference else ReferenceEvaluator(model).run(None, feeds)
     expected = [np.asarray(r).astype(d) for r, d in zip(results, declared)]
     names = [o.name for o in model.graph.output]
-    buffers, loads, stores, args, argv = [], [], [], [], []
-    for i, (name, value) in enumerate(feeds.items()):
-        buffers.append(f"alignas(64) static unsigned char in{i}[{max(value.nbytes, 1)}];")
-        loads.append(f"  Load(argv[{len(argv) + 1}], in{i}, {value.nbytes});")
-        argv.append(os.path.join(workdir, f"in{i}.bin"))
-        np.ascontiguousarray(value).tofile(argv[-1])
-        ctype = ir.cpp_type(ir.dtype_of_numpy(value.dtype))
-        args.append(f"reinterpret_cast<const {ctype}*>(in{i})")
-    for i, ref in enumerate(expected):
-        ref = np.asarray(ref)
-        buffers.append(f"alignas(64) static unsigned char out{i}[{max(ref.nbytes, 1)}];")
-        stores.append(f"  Store(argv[{len(argv) + 1}], out{i}, {ref.nbytes});")
-        argv.append(os.path.join(workdir, f"out{i}.bin"))
-        args.append(f"reinterpret_cast<{ir.cpp_type(ir.dtype_of_numpy(ref.dtype))}*>(out{i})")
-    with open(os.path.join(workdir, "main.cc"), "w") as f:
-        f.write(_MAIN % dict(buffers="\n".join(buffers), loads="\n".join(loads), stores="\n".join(stores),
-                             args=", ".join(args)))
-    binary = os.path.join(workdir, "model_bin")
-    result = subprocess.run(
-        [shutil.which("g++") or "c++", "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", "-I", workdir,
-         "-I", _kernels_include(), os.path.join(workdir, "main.cc"), os.path.join(workdir, "model.cc"), "-o", binary],
-        capture_output=True, text=True)
-    assert result.returncode == 0, f"generated code does not compile:\n{result.stderr[-4000:]}"
-    subprocess.run([binary] + argv, check=True)
-    got = {}
-    for i, (name, ref) in enumerate(zip(names, expected)):
-        ref = np.asarray(ref)
-        got[name] = np.fromfile(argv[len(feeds) + i], dtype=ref.dtype).reshape(ref.shape)
-    return got, dict(zip(names, (np.asarray(e) for e in expected))), files
+    got, files = run_generated(path, feeds, expected, workdir)
+    return dict(zip(names, got)), dict(zip(names, (np.asarray(e) for e in expected))), files
 
 
 def check(tmp_path, nodes, feeds, outputs, inits=(), opset=18, rtol=1e-4, reference=None):

@@ -8,8 +8,6 @@ shifts) have no undefined behaviour.
 """
 
 import os
-import shutil
-import subprocess
 
 import numpy as np
 import onnx
@@ -17,7 +15,7 @@ import pytest
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from helpers import _kernels_include
+from helpers import run_generated
 from pure_model_codegen import cli
 from pure_model_codegen.errors import CodegenError
 
@@ -29,38 +27,6 @@ SIGNED = [np.int8, np.int16, np.int32, np.int64]
 UNSIGNED = [np.uint8, np.uint16, np.uint32, np.uint64]
 INTS = SIGNED + UNSIGNED
 NUMERIC = FLOATS + INTS
-
-_MAIN = r"""
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include "model.h"
-[[maybe_unused]] static void Load(const char* path, void* data, std::size_t bytes) {
-  FILE* f = std::fopen(path, "rb");
-  if (!f || std::fread(data, 1, bytes, f) != bytes) std::abort();
-  std::fclose(f);
-}
-static void Store(const char* path, const void* data, std::size_t bytes) {
-  FILE* f = std::fopen(path, "wb");
-  if (!f || std::fwrite(data, 1, bytes, f) != bytes) std::abort();
-  std::fclose(f);
-}
-static t::Model model;
-%(buffers)s
-int main(int argc, char** argv) {
-  (void)argc;
-  (void)argv;
-%(loads)s
-  model.Run(%(args)s);
-%(stores)s
-  return 0;
-}
-"""
-
-_CPP = {np.dtype(k): v for k, v in [
-    (np.float32, "float"), (np.float64, "double"), (np.int8, "std::int8_t"), (np.int16, "std::int16_t"),
-    (np.int32, "std::int32_t"), (np.int64, "std::int64_t"), (np.uint8, "std::uint8_t"),
-    (np.uint16, "std::uint16_t"), (np.uint32, "std::uint32_t"), (np.uint64, "std::uint64_t"), (np.bool_, "bool")]}
 
 
 def _tensor_type(dtype):
@@ -86,35 +52,8 @@ def compile_and_run(model, feeds, workdir, expected=None):
     """Generated code's outputs and the reference evaluator's (or `expected`'s), for inputs of any element type."""
     path = os.path.join(workdir, "model.onnx")
     onnx.save(model, path)
-    files = cli.generate_files(path, {k: v.shape for k, v in feeds.items()}, cpu="generic", namespace="t",
-                               class_name="Model", header_include="model.h", model_label="test")
-    for name in ("header", "source"):
-        with open(os.path.join(workdir, "model.h" if name == "header" else "model.cc"), "w") as f:
-            f.write(files[name])
     expected = ReferenceEvaluator(model).run(None, feeds) if expected is None else expected
-    buffers, loads, stores, args, argv = [], [], [], [], []
-    for i, (name, value) in enumerate(feeds.items()):
-        buffers.append(f"static {_CPP[value.dtype]} in{i}[{max(value.size, 1)}];")
-        loads.append(f"  Load(argv[{len(argv) + 1}], in{i}, {value.nbytes});")
-        argv.append(os.path.join(workdir, f"in{i}.bin"))
-        np.ascontiguousarray(value).tofile(argv[-1])
-        args.append(f"in{i}")
-    for i, ref in enumerate(expected):
-        buffers.append(f"static {_CPP[ref.dtype]} out{i}[{max(ref.size, 1)}];")
-        stores.append(f"  Store(argv[{len(argv) + 1}], out{i}, {ref.nbytes});")
-        argv.append(os.path.join(workdir, f"out{i}.bin"))
-        args.append(f"out{i}")
-    with open(os.path.join(workdir, "main.cc"), "w") as f:
-        f.write(_MAIN % dict(buffers="\n".join(buffers), loads="\n".join(loads), stores="\n".join(stores),
-                             args=", ".join(args)))
-    binary = os.path.join(workdir, "model_bin")
-    result = subprocess.run(
-        [shutil.which("g++") or "c++", "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", "-I", workdir,
-         "-I", _kernels_include(), os.path.join(workdir, "main.cc"), os.path.join(workdir, "model.cc"),
-         "-o", binary] + os.environ.get("PURE_MODEL_TEST_CXXFLAGS", "").split(), capture_output=True, text=True)
-    assert result.returncode == 0, f"generated code does not compile:\n{result.stderr[-4000:]}"
-    subprocess.run([binary] + argv, check=True)
-    got = [np.fromfile(argv[len(feeds) + i], dtype=ref.dtype).reshape(ref.shape) for i, ref in enumerate(expected)]
+    got, files = run_generated(path, feeds, expected, workdir)
     names = [o.name for o in model.graph.output]
     return dict(zip(names, got)), dict(zip(names, expected)), files
 
