@@ -6,8 +6,9 @@
 #                                               reference evaluator, on x86-64
 #   2. bazel test --config=arm64 //examples/... the same example tests, cross-compiled for
 #                                               aarch64 and run under qemu
-#   2a. bazel test --config=x86_64_v4 (or v3)   the example tests with the AVX-512 (AVX2) kernels,
-#                                               when this machine runs them
+#   2a. bazel test --config=x86_64_v4 (or v3)   the example tests and MobileNetV2 (a real network
+#                                               through the GEMM, depthwise and fused kernels) with
+#                                               the AVX-512 (AVX2) kernels, when this machine runs them
 #   2b. bazel test --config=asan //examples/... the example tests under AddressSanitizer and
 #                                               UndefinedBehaviorSanitizer
 #   3. tests/e2e/build_failures.sh              bad models fail the build with one clear line
@@ -45,9 +46,9 @@ step "x86_64 tests" "$BAZEL" test //...
 step "aarch64 tests (qemu)" "$BAZEL" test --config=arm64 //examples/...
 # The kernels' AVX2/AVX-512 paths, on the best x86-64 level this machine runs.
 if grep -qw avx512f /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo; then
-  step "x86-64-v4 tests" "$BAZEL" test --config=x86_64_v4 //examples/...
+  step "x86-64-v4 tests" "$BAZEL" test --config=x86_64_v4 //examples/... //tools/bench/models:mobilenetv2_test
 elif grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then
-  step "x86-64-v3 tests" "$BAZEL" test --config=x86_64_v3 //examples/...
+  step "x86-64-v3 tests" "$BAZEL" test --config=x86_64_v3 //examples/... //tools/bench/models:mobilenetv2_test
 fi
 step "sanitizers (ASan+UBSan)" "$BAZEL" test --config=asan //examples/...
 step "build failures" tests/e2e/build_failures.sh
