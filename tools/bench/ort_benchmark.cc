@@ -34,6 +34,8 @@
 #include <thread>
 #include <vector>
 
+#include "tools/harness/harness_util.h"
+
 namespace {
 
 volatile std::uint64_t g_sink;
@@ -205,58 +207,32 @@ bool ParseFlags(int argc, char** argv, Flags* flags, std::string* error) {
 
 // ---- inputs --------------------------------------------------------------------------------
 
-// The generator <model>_benchmark uses: SplitMix64, and per input `seed ^ (K * (index + 1))`.
-class Random {
- public:
-  explicit Random(std::uint64_t seed) : state_(seed) {}
-  std::uint64_t Next() {
-    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15u);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    return z ^ (z >> 31);
-  }
-
- private:
-  std::uint64_t state_;
-};
-
-template <typename T>
-void FillAs(Random* random, std::size_t count, void* data, T (*convert)(std::uint64_t)) {
-  T* values = static_cast<T*>(data);
-  for (std::size_t i = 0; i < count; ++i) values[i] = convert(random->Next());
-}
-
-// Floats uniform in [-1, 1) on a 2^-23 grid, integers in [0, 4), bools 0 or 1: what
-// <model>_benchmark feeds the generated code.
+// The inputs are the ones <model>_benchmark feeds the generated code: the harness's FillRandom,
+// one stream per input (InputSeed). ONNX Runtime numbers element types as ONNX does, and so
+// does pure_model_harness::DType.
 bool FillRandom(ONNXTensorElementDataType type, std::uint64_t seed, std::size_t count, void* data) {
-  Random random(seed);
   switch (type) {
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT:
-      FillAs<float>(&random, count, data,
-                    [](std::uint64_t b) { return static_cast<float>(b >> 40) * 0x1p-23f - 1.0f; });
-      return true;
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE:
-      FillAs<double>(&random, count, data,
-                     [](std::uint64_t b) { return static_cast<double>(b >> 11) * 0x1p-52 - 1.0; });
-      return true;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16:
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL:
-      FillAs<bool>(&random, count, data, [](std::uint64_t b) { return (b >> 63) != 0; });
-      return true;
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8:
-      FillAs<std::int8_t>(&random, count, data, [](std::uint64_t b) { return static_cast<std::int8_t>(b >> 62); });
-      return true;
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8:
-      FillAs<std::uint8_t>(&random, count, data, [](std::uint64_t b) { return static_cast<std::uint8_t>(b >> 62); });
-      return true;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT16:
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT16:
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32:
-      FillAs<std::int32_t>(&random, count, data, [](std::uint64_t b) { return static_cast<std::int32_t>(b >> 62); });
-      return true;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT32:
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64:
-      FillAs<std::int64_t>(&random, count, data, [](std::uint64_t b) { return static_cast<std::int64_t>(b >> 62); });
-      return true;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64:
+      break;
     default:
       return false;
   }
+  pure_model_harness::TensorInfo info = {};
+  info.dtype = static_cast<pure_model_harness::DType>(type);
+  info.elements = count;
+  pure_model_harness::FillRandom(info, seed, static_cast<unsigned char*>(data));
+  return true;
 }
 
 std::size_t ElementSize(ONNXTensorElementDataType type) {
@@ -295,57 +271,6 @@ struct Tensor {
   std::vector<std::int64_t> dims;
   std::vector<unsigned char> data;
 };
-
-// ---- statistics ----------------------------------------------------------------------------
-
-struct Summary {
-  double min_ms, max_ms, mean_ms, median_ms, p90_ms;
-};
-
-// Same definitions as <model>_benchmark: middle value (mean of the middle two), nearest-rank p90.
-Summary Summarize(std::vector<double> times_ms) {
-  std::sort(times_ms.begin(), times_ms.end());
-  const std::size_t n = times_ms.size();
-  Summary s;
-  s.min_ms = times_ms.front();
-  s.max_ms = times_ms.back();
-  double total = 0;
-  for (double t : times_ms) total += t;
-  s.mean_ms = total / static_cast<double>(n);
-  s.median_ms = n % 2 == 1 ? times_ms[n / 2] : (times_ms[n / 2 - 1] + times_ms[n / 2]) / 2;
-  const auto rank = static_cast<std::size_t>(std::ceil(0.9 * static_cast<double>(n)));
-  s.p90_ms = times_ms[std::max<std::size_t>(rank, 1) - 1];
-  return s;
-}
-
-long long PeakRssKb() {
-  std::FILE* file = std::fopen("/proc/self/status", "r");
-  if (file == nullptr) return -1;
-  long long kb = -1;
-  char line[256];
-  while (std::fgets(line, sizeof(line), file) != nullptr) {
-    if (std::sscanf(line, "VmHWM: %lld kB", &kb) == 1) break;
-  }
-  std::fclose(file);
-  return kb;
-}
-
-std::string JsonString(const std::string& text) {
-  std::string json = "\"";
-  for (const char c : text) {
-    if (c == '"' || c == '\\') {
-      json += '\\';
-      json += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char escaped[8];
-      std::snprintf(escaped, sizeof(escaped), "\\u%04x", static_cast<unsigned>(c));
-      json += escaped;
-    } else {
-      json += c;
-    }
-  }
-  return json + "\"";
-}
 
 std::uint64_t Checksum(const std::vector<Ort::Value>& outputs) {
   std::uint64_t hash = 0xcbf29ce484222325u;
@@ -460,8 +385,7 @@ int Main(int argc, char** argv) {
     std::size_t count = 1;
     for (const std::int64_t dim : inputs[i].dims) count *= static_cast<std::size_t>(dim);
     inputs[i].data.resize(std::max<std::size_t>(1, count * ElementSize(inputs[i].type)));
-    const std::uint64_t stream = static_cast<std::uint64_t>(flags.seed) ^
-                                 (0xd1b54a32d192ed03u * static_cast<std::uint64_t>(i + 1));
+    const std::uint64_t stream = pure_model_harness::InputSeed(static_cast<std::uint64_t>(flags.seed), static_cast<int>(i));
     if (!FillRandom(inputs[i].type, stream, count, inputs[i].data.data())) {
       return Fail("input '" + name + "': no random fill for its element type");
     }
@@ -537,8 +461,8 @@ int Main(int argc, char** argv) {
     }
   }
   const std::uint64_t final_checksum = g_sink;
-  const Summary s = Summarize(times_ms);
-  const long long peak_rss_kb = PeakRssKb();
+  const pure_model_harness::TimingSummary s = pure_model_harness::Summarize(times_ms);
+  const long long peak_rss_kb = pure_model_harness::PeakRssKb();
   const std::string version = Ort::GetVersionString();
 
   std::fprintf(stderr,
@@ -554,7 +478,8 @@ int Main(int argc, char** argv) {
       "\"max_ms\": %.6g, \"peak_rss_kb\": %lld, \"arena_bytes\": null, \"weight_bytes\": null, "
       "\"model_bytes\": %ld, \"session_ms\": %.6g, \"output_checksum\": \"%016" PRIx64
       "\", \"deterministic\": %s}\n",
-      JsonString(model_name).c_str(), JsonString("onnxruntime " + version).c_str(),
+      pure_model_harness::JsonString(model_name).c_str(),
+      pure_model_harness::JsonString("onnxruntime " + version).c_str(),
       static_cast<long long>(flags.runs), static_cast<long long>(flags.warmup),
       static_cast<long long>(flags.seed), s.median_ms, s.min_ms, s.mean_ms, s.p90_ms, s.max_ms,
       peak_rss_kb, model_bytes, session_ms, final_checksum, deterministic ? "true" : "false");

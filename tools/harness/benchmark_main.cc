@@ -44,41 +44,6 @@ std::uint64_t Checksum(const ModelDescriptor& model, const std::vector<void*>& o
   return hash;
 }
 
-struct Summary {
-  double min_ms, max_ms, mean_ms, median_ms, p90_ms;
-};
-
-Summary Summarize(std::vector<double> times_ms) {
-  std::sort(times_ms.begin(), times_ms.end());
-  const std::size_t n = times_ms.size();
-  Summary summary;
-  summary.min_ms = times_ms.front();
-  summary.max_ms = times_ms.back();
-  double total = 0;
-  for (double t : times_ms) total += t;
-  summary.mean_ms = total / static_cast<double>(n);
-  summary.median_ms = n % 2 == 1 ? times_ms[n / 2] : (times_ms[n / 2 - 1] + times_ms[n / 2]) / 2;
-  // Nearest-rank percentile: the smallest time that at least 90% of runs do not exceed.
-  const auto rank = static_cast<std::size_t>(std::ceil(0.9 * static_cast<double>(n)));
-  summary.p90_ms = times_ms[std::max<std::size_t>(rank, 1) - 1];
-  return summary;
-}
-
-// The process's peak resident set size, in kB, or -1 if unknown. Read from VmHWM rather than
-// getrusage(): ru_maxrss is inherited across execve, so under `bazel run` it would report the
-// Bazel client's peak whenever that exceeds ours.
-long long PeakRssKb() {
-  std::FILE* file = std::fopen("/proc/self/status", "r");
-  if (file == nullptr) return -1;
-  long long kb = -1;
-  char line[256];
-  while (std::fgets(line, sizeof(line), file) != nullptr) {
-    if (std::sscanf(line, "VmHWM: %lld kB", &kb) == 1) break;
-  }
-  std::fclose(file);
-  return kb;
-}
-
 int BenchmarkMain(int argc, char** argv) {
   const std::string program = ProgramName(argv[0]);
   const ModelDescriptor& model = Model();
@@ -130,7 +95,7 @@ int BenchmarkMain(int argc, char** argv) {
     }
   }
   const std::uint64_t final_checksum = g_sink;
-  const Summary s = Summarize(times_ms);
+  const TimingSummary s = Summarize(times_ms);
   const long long peak_rss_kb = PeakRssKb();
 
   std::fprintf(stderr,

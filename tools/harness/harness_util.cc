@@ -436,6 +436,10 @@ void FillRandom(const TensorInfo& info, std::uint64_t seed, unsigned char* data)
   }
 }
 
+std::uint64_t InputSeed(std::uint64_t seed, int index) {
+  return seed ^ (0xd1b54a32d192ed03u * static_cast<std::uint64_t>(index + 1));
+}
+
 void MakeRandomInputs(const ModelDescriptor& model, std::uint64_t seed,
                       std::vector<std::vector<unsigned char>>* data,
                       std::vector<const void*>* pointers) {
@@ -443,9 +447,7 @@ void MakeRandomInputs(const ModelDescriptor& model, std::uint64_t seed,
   pointers->assign(model.num_inputs, nullptr);
   for (int i = 0; i < model.num_inputs; ++i) {
     (*data)[i].resize(model.inputs[i].bytes);
-    // Each input gets its own stream, so that adding an input leaves the others' data as it was.
-    const std::uint64_t stream = seed ^ (0xd1b54a32d192ed03u * static_cast<std::uint64_t>(i + 1));
-    FillRandom(model.inputs[i], stream, (*data)[i].data());
+    FillRandom(model.inputs[i], InputSeed(seed, i), (*data)[i].data());
     (*pointers)[i] = (*data)[i].data();
   }
 }
@@ -490,6 +492,35 @@ ModelInstance::ModelInstance(const ModelDescriptor& model)
 
 ModelInstance::~ModelInstance() {
   if (instance_ != nullptr) model_.destroy(instance_);
+}
+
+// ---- Measurements --------------------------------------------------------------------------
+
+TimingSummary Summarize(std::vector<double> times_ms) {
+  std::sort(times_ms.begin(), times_ms.end());
+  const std::size_t n = times_ms.size();
+  TimingSummary summary;
+  summary.min_ms = times_ms.front();
+  summary.max_ms = times_ms.back();
+  double total = 0;
+  for (double t : times_ms) total += t;
+  summary.mean_ms = total / static_cast<double>(n);
+  summary.median_ms = n % 2 == 1 ? times_ms[n / 2] : (times_ms[n / 2 - 1] + times_ms[n / 2]) / 2;
+  const auto rank = static_cast<std::size_t>(std::ceil(0.9 * static_cast<double>(n)));
+  summary.p90_ms = times_ms[std::max<std::size_t>(rank, 1) - 1];
+  return summary;
+}
+
+long long PeakRssKb() {
+  std::FILE* file = std::fopen("/proc/self/status", "r");
+  if (file == nullptr) return -1;
+  long long kb = -1;
+  char line[256];
+  while (std::fgets(line, sizeof(line), file) != nullptr) {
+    if (std::sscanf(line, "VmHWM: %lld kB", &kb) == 1) break;
+  }
+  std::fclose(file);
+  return kb;
 }
 
 }  // namespace pure_model_harness

@@ -104,6 +104,11 @@ float HalfToFloat(std::uint16_t half);
 // gather-like op on a non-trivial axis; bools are 0 or 1.
 void FillRandom(const TensorInfo& info, std::uint64_t seed, unsigned char* data);
 
+// The seed of input `index`'s stream, derived from the run's `seed`: each input has its own
+// stream, so that adding an input leaves the others' data as it was. tools/bench's ONNX Runtime
+// harness uses it too, so that both runtimes see the same inputs.
+std::uint64_t InputSeed(std::uint64_t seed, int index);
+
 // One buffer of random data per input of the model (each input its own stream derived from
 // `seed`), and pointers to them in the model's order, ready for ModelDescriptor::run.
 void MakeRandomInputs(const ModelDescriptor& model, std::uint64_t seed,
@@ -118,6 +123,21 @@ void MakeOutputBuffers(const ModelDescriptor& model, std::vector<std::vector<uns
 
 // `text` as a JSON string literal, quotes included.
 std::string JsonString(const std::string& text);
+
+// ---- Measurements --------------------------------------------------------------------------
+
+struct TimingSummary {
+  double min_ms, max_ms, mean_ms, median_ms, p90_ms;
+};
+
+// Median: the middle value (the mean of the middle two); p90: nearest rank, the smallest time
+// that at least 90% of runs do not exceed. `times_ms` must not be empty.
+TimingSummary Summarize(std::vector<double> times_ms);
+
+// The process's peak resident set size in kB (VmHWM), or -1 if unknown. Not getrusage():
+// ru_maxrss is inherited across execve, so under `bazel run` it would report the Bazel client's
+// peak whenever that exceeds ours.
+long long PeakRssKb();
 
 // ---- Model instances -----------------------------------------------------------------------
 

@@ -91,12 +91,7 @@ int ProfileMain(int argc, char** argv) {
   for (int s = 0; s < num_steps; ++s) step_ms[s] = (after[s] - before[s]) / 1e6 / n;
   const double total_ms = std::accumulate(run_ms.begin(), run_ms.end(), 0.0) / n;
   const double steps_ms = std::accumulate(step_ms.begin(), step_ms.end(), 0.0);
-  std::vector<double> sorted_runs = run_ms;
-  std::sort(sorted_runs.begin(), sorted_runs.end());
-  const std::size_t count = sorted_runs.size();
-  const double median_ms = count % 2 == 1
-                               ? sorted_runs[count / 2]
-                               : (sorted_runs[count / 2 - 1] + sorted_runs[count / 2]) / 2;
+  const double median_ms = Summarize(run_ms).median_ms;
   const auto share = [&](double ms) { return total_ms > 0 ? 100.0 * ms / total_ms : 0.0; };
 
   std::vector<int> order(static_cast<std::size_t>(num_steps));
