@@ -12,7 +12,7 @@ import numpy as np
 from pure_model_codegen import cpp, ir
 from pure_model_codegen.errors import CodegenError
 from pure_model_codegen.ops import attr_int, attr_ints, input_count, normalize_axis, register
-from pure_model_codegen.ops.shape_ops import constant_input
+from pure_model_codegen.ops.shape_ops import ValuesGraph, constant_input
 
 _INDEX_TYPES = (6, 7)
 
@@ -58,12 +58,6 @@ def _ints(node, graph, index, what):
     return None if value is None else [int(v) for v in np.asarray(value).reshape(-1)]
 
 
-def _values_graph(node, values):
-    from pure_model_codegen.ops.reduce import _ValuesGraph
-
-    return _ValuesGraph(node, values)
-
-
 # --- Split --------------------------------------------------------------------------------------
 
 def _split_sizes(node, graph):
@@ -105,7 +99,7 @@ def _split_infer(node, graph):
 
 
 def _split_evaluate(node, values):
-    axis, sizes = _split_sizes(node, _values_graph(node, values))
+    axis, sizes = _split_sizes(node, ValuesGraph(node, values))
     cuts = np.cumsum(sizes)[:-1]
     return [np.ascontiguousarray(part) for part in np.split(values[0], cuts, axis=axis)]
 
@@ -194,7 +188,7 @@ def _pad_infer(node, graph):
 
 
 def _pad_evaluate(node, values):
-    graph = _values_graph(node, values)
+    graph = ValuesGraph(node, values)
     x = values[0]
     begin, end, mode, value, _ = _pad_params(node, graph)
     out = x
@@ -287,7 +281,7 @@ def _expand_emit(node, ctx):
 
 register("Expand", infer=_expand_infer, emit=_expand_emit, flops=_free,
          evaluate=lambda node, values: [
-             np.broadcast_to(values[0], _expand_shape(node, _values_graph(node, values))).copy()])
+             np.broadcast_to(values[0], _expand_shape(node, ValuesGraph(node, values))).copy()])
 
 
 # --- DepthToSpace, SpaceToDepth -----------------------------------------------------------------
@@ -331,9 +325,9 @@ def _make_block(op_type, to_space):
 
     def evaluate(node, values):
         x = values[0]
-        b, mode = _block(node, _values_graph(node, values), to_space)
+        b, mode = _block(node, ValuesGraph(node, values), to_space)
         view, perm = _block_views(x.shape, b, mode, to_space)
-        out_shape = infer(node, _values_graph(node, values))[0][1]
+        out_shape = infer(node, ValuesGraph(node, values))[0][1]
         return [np.ascontiguousarray(np.transpose(x.reshape(view), perm)).reshape(out_shape)]
 
     def emit(node, ctx):
@@ -659,7 +653,7 @@ def _cumsum_infer(node, graph):
 
 def _cumsum_evaluate(node, values):
     x = values[0]
-    axis = _cumsum_axis(node, _values_graph(node, values))
+    axis = _cumsum_axis(node, ValuesGraph(node, values))
     y = np.flip(x, axis) if attr_int(node, "reverse", 0) else x
     out = np.cumsum(y, axis=axis, dtype=x.dtype)
     if attr_int(node, "exclusive", 0):
@@ -728,7 +722,7 @@ def _trilu_infer(node, graph):
 
 
 def _trilu_evaluate(node, values):
-    k = _trilu_k(node, _values_graph(node, values))
+    k = _trilu_k(node, ValuesGraph(node, values))
     x = values[0]
     return [np.triu(x, k) if attr_int(node, "upper", 1) else np.tril(x, k)]
 
@@ -781,7 +775,7 @@ def _reverse_sequence_infer(node, graph):
 
 def _reverse_sequence_evaluate(node, values):
     x, lens = values
-    batch_axis, time_axis = _reverse_sequence_axes(node, _values_graph(node, values))
+    batch_axis, time_axis = _reverse_sequence_axes(node, ValuesGraph(node, values))
     out = x.copy()
     steps = x.shape[time_axis]
     for b, n in enumerate(lens.reshape(-1)):
@@ -847,7 +841,7 @@ def _one_hot_infer(node, graph):
 
 def _one_hot_evaluate(node, values):
     indices, _, pair = values
-    depth, axis, _ = _one_hot_params(node, _values_graph(node, values))
+    depth, axis, _ = _one_hot_params(node, ValuesGraph(node, values))
     idx = indices.astype(np.int64)
     idx = np.where(idx < 0, idx + depth, idx)
     hot = np.expand_dims(idx, axis) == np.arange(depth).reshape([-1 if d == axis else 1 for d in range(idx.ndim + 1)])
@@ -920,7 +914,7 @@ def _compress_infer(node, graph):
 
 
 def _compress_evaluate(node, values):
-    axis, keep = _compress_params(node, _values_graph(node, values))
+    axis, keep = _compress_params(node, ValuesGraph(node, values))
     x = values[0]
     return [np.take(x.reshape(-1) if axis is None else x, keep, axis=0 if axis is None else axis)]
 

@@ -17,7 +17,7 @@ import numpy as np
 from pure_model_codegen import ir
 from pure_model_codegen.errors import CodegenError
 from pure_model_codegen.ops import attr_int, attr_ints, input_count, normalize_axis, register, require_dtype
-from pure_model_codegen.ops.shape_ops import constant_input
+from pure_model_codegen.ops.shape_ops import ValuesGraph, constant_input
 
 _FLOATS = (1, 11)
 _SIGNED = (3, 5, 6, 7)
@@ -221,7 +221,7 @@ def _make_reduce(kind, dtypes):
 
     def evaluate(node, values):
         x = values[0]
-        axes = _reduced_axes(node, _ValuesGraph(node, values))
+        axes = _reduced_axes(node, ValuesGraph(node, values))
         if axes is None:
             return [x.copy()]
         return [_numpy_reduce(kind, x, axes, bool(attr_int(node, "keepdims", 1)))]
@@ -267,20 +267,6 @@ def _make_reduce(kind, dtypes):
         return graph.tensor(node.inputs[0]).elements
 
     register(op_type, infer=infer, evaluate=evaluate, emit=emit, flops=flops)
-
-
-class _ValuesGraph:
-    """The input tensors of a node being folded, as the helpers (written against ir.Graph) read them."""
-
-    def __init__(self, node, values):
-        self._tensors = {}
-        for name, value in zip(node.inputs, values):
-            if name and value is not None:
-                arr = np.asarray(value)
-                self._tensors[name] = ir.Tensor(name, ir.dtype_of_numpy(arr.dtype), arr.shape, arr)
-
-    def tensor(self, name):
-        return self._tensors[name]
 
 
 for _kind, _dtypes in (("Sum", _NUMERIC), ("Mean", _NUMERIC), ("Prod", _NUMERIC), ("Max", _NUMERIC + (9,)),

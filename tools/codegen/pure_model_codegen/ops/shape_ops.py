@@ -115,13 +115,14 @@ def _make_view(op_type, target):
         return [(x.dtype, target(node, graph) if target else x.shape)]
 
     def evaluate(node, values):
-        return [values[0].reshape(target(node, _ValuesGraph(node, values)) if target else values[0].shape)]
+        return [values[0].reshape(target(node, ValuesGraph(node, values)) if target else values[0].shape)]
 
     register(op_type, infer=infer, evaluate=evaluate, view=True)
 
 
-class _ValuesGraph:
-    """Lets the shape helpers, written against an ir.Graph, read folded numpy values."""
+class ValuesGraph:
+    """Lets the shape helpers, written against an ir.Graph, read folded numpy values: the input
+    tensors of a node being folded, by name."""
 
     def __init__(self, node, values):
         self._tensors = {}
