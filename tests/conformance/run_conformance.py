@@ -70,6 +70,7 @@ def _bootstrap_imports():
 
 _bootstrap_imports()
 
+import ml_dtypes  # noqa: E402
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 from onnx import numpy_helper  # noqa: E402
@@ -85,7 +86,7 @@ CXXFLAGS = ["-std=c++17", "-O1"]
 # ONNX element type numbers (as the descriptor reports them) -> numpy dtype.
 NUMPY_DTYPES = {
     1: np.float32, 2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32, 7: np.int64, 9: np.bool_,
-    10: np.float16, 11: np.float64, 12: np.uint32, 13: np.uint64,
+    10: np.float16, 11: np.float64, 12: np.uint32, 13: np.uint64, 16: ml_dtypes.bfloat16,
 }
 
 
@@ -415,7 +416,7 @@ def _dtype_name(dtype):
 
 def compare(expected, got, rtol, atol):
     """None when `got` matches `expected` at the suite's tolerances, else what is wrong."""
-    if expected.dtype.kind in "fc":
+    if expected.dtype.kind in "fc" or expected.dtype == np.dtype(ml_dtypes.bfloat16):
         e = expected.astype(np.float64)
         g = got.astype(np.float64)
         same = (e == g) | (np.isnan(e) & np.isnan(g))

@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 
+from pure_model_codegen import ir
 from pure_model_codegen.errors import one_line
 
 
@@ -19,6 +20,12 @@ def float_literal(value):
     if "e" not in text and "." not in text:
         text += ".0"
     return text + "f"
+
+
+def narrow_float_literal(value, dtype):
+    """A float16 or bfloat16 (ONNX `dtype`) C++ value: `value` rounded, as its storage bits."""
+    bits = int(np.asarray(value).astype(ir.numpy_type(dtype)).reshape(1).view(np.uint16)[0])
+    return f"{ir.cpp_type(dtype)}{{0x{bits:04X}}}"
 
 
 def identifier(name, prefix=""):

@@ -9,11 +9,14 @@ import dataclasses
 import math
 from typing import Any, Dict, List, Optional
 
+import ml_dtypes
 import numpy as np
 
 from pure_model_codegen.errors import CodegenError
 
 # ONNX TensorProto.DataType numbers, the C++ type, and the numpy type of each supported dtype.
+# The 16-bit floats are storage types (runtime/include/pure_model/narrow_floats.h): C++ has no
+# portable arithmetic on them, so steps widen them to float (see NARROW_FLOATS).
 DTYPES = {
     1: ("float32", "float", np.float32),
     2: ("uint8", "std::uint8_t", np.uint8),
@@ -26,6 +29,8 @@ DTYPES = {
     11: ("float64", "double", np.float64),
     12: ("uint32", "std::uint32_t", np.uint32),
     13: ("uint64", "std::uint64_t", np.uint64),
+    10: ("float16", "pure_model::Float16", np.float16),
+    16: ("bfloat16", "pure_model::BFloat16", ml_dtypes.bfloat16),
 }
 DTYPE_BY_NAME = {name: code for code, (name, _, _) in DTYPES.items()}
 
@@ -66,6 +71,33 @@ def cpp_type(code):
 
 def numpy_type(code):
     return DTYPES[code][2]
+
+
+# Float types kept in storage structs, each with the C++ function that rounds a float (or double)
+# into it; their elements are read with pure_model::ToFloat().
+NARROW_FLOATS = {
+    10: "pure_model::RoundToFloat16",
+    16: "pure_model::RoundToBFloat16",
+}
+
+
+def is_narrow_float(code):
+    return code in NARROW_FLOATS
+
+
+def widen(code, expr):
+    """C++ reading the element `expr` of type `code` as a value to compute with."""
+    return f"pure_model::ToFloat({expr})" if code in NARROW_FLOATS else expr
+
+
+def narrow(code, expr):
+    """C++ storing the computed (float or double) value `expr` as an element of type `code`."""
+    return f"{NARROW_FLOATS[code]}({expr})" if code in NARROW_FLOATS else expr
+
+
+def compute_type(code):
+    """The element type steps compute in: float for the narrow floats, else the type itself."""
+    return 1 if code in NARROW_FLOATS else code
 
 
 def dtype_of_numpy(np_dtype):

@@ -12,6 +12,9 @@ One module per operator family registers its ops here. An op definition has:
   scratch(node, graph) -> int                     bytes of arena the step needs while it runs
   max_version                                     newest since_version implemented (None: all)
   check(node, version)                            rejects attributes of old versions not implemented
+  narrow_floats                                   True when emit handles float16/bfloat16 elements itself;
+                                                 otherwise the op runs in float32 between Casts that
+                                                 passes/widen_narrow.py inserts (as numpy computes)
 """
 
 import dataclasses
@@ -31,16 +34,18 @@ class OpDef:
     scratch: Optional[Callable] = None
     max_version: Optional[int] = None
     check: Optional[Callable] = None
+    narrow_floats: bool = False
 
 
 _REGISTRY = {}
 
 
 def register(op_type, *, infer, evaluate=None, emit=None, view=False, flops=None, scratch=None, max_version=None,
-             check=None):
+             check=None, narrow_floats=False):
     if op_type in _REGISTRY:
         raise ValueError(f"op {op_type} registered twice")
-    _REGISTRY[op_type] = OpDef(op_type, infer, evaluate, emit, view, flops, scratch, max_version, check)
+    _REGISTRY[op_type] = OpDef(op_type, infer, evaluate, emit, view, flops, scratch, max_version, check,
+                               narrow_floats)
 
 
 def lookup(node):

@@ -2,8 +2,10 @@
 
 Conversions follow C++'s static_cast, which is what ONNX specifies for the types the IR has:
 floats to integers truncate toward zero (out-of-range values are undefined in ONNX too), any
-nonzero value (NaN included) becomes true, bool becomes 0 or 1. The attributes `saturate` and
-`round_mode` only concern float8 targets, which the generator does not have.
+nonzero value (NaN included) becomes true, bool becomes 0 or 1. float16 and bfloat16 go through
+float (exactly), and values are rounded into them to nearest even, from a double directly, as
+numpy and ml_dtypes do. The attributes `saturate` and `round_mode` only concern float8 targets,
+which the generator does not have.
 """
 
 import numpy as np
@@ -46,8 +48,20 @@ def _emit(node, ctx):
     src, dst = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
     if x.dtype == out.dtype:
         return [f"std::memcpy({dst}, {src}, {out.nbytes});"]
-    return [f"for (std::size_t i = 0; i < {out.elements}; ++i) {dst}[i] = static_cast<{ir.cpp_type(out.dtype)}>({src}[i]);"]
+    return [f"for (std::size_t i = 0; i < {out.elements}; ++i) {dst}[i] = {_convert(x.dtype, out.dtype, f'{src}[i]')};"]
 
 
-register("Cast", infer=_infer, evaluate=_evaluate, emit=_emit)
-register("CastLike", infer=_infer, evaluate=_evaluate, emit=_emit)
+def _convert(source, target, element):
+    """C++ converting `element` of type `source` to type `target`."""
+    value = ir.widen(source, element)
+    if ir.is_narrow_float(target):
+        if source not in (1, 11):
+            value = f"static_cast<float>({value})"
+        return ir.narrow(target, value)
+    if target == 9 and ir.is_narrow_float(source):
+        return f"{value} != 0.0f"
+    return f"static_cast<{ir.cpp_type(target)}>({value})"
+
+
+register("Cast", infer=_infer, evaluate=_evaluate, emit=_emit, narrow_floats=True)
+register("CastLike", infer=_infer, evaluate=_evaluate, emit=_emit, narrow_floats=True)

@@ -24,6 +24,8 @@ def _strides(shape):
 def literal(value, dtype):
     """A C++ literal of `value` in the element type `dtype`."""
     value = np.asarray(value).astype(ir.numpy_type(dtype)).reshape(-1)[0]
+    if ir.is_narrow_float(dtype):
+        return cpp.narrow_float_literal(value, dtype)
     if dtype == 1:
         return cpp.float_literal(value)
     if dtype == 11:
@@ -118,7 +120,7 @@ def _split_emit(node, ctx):
     return lines
 
 
-register("Split", infer=_split_infer, evaluate=_split_evaluate, emit=_split_emit, flops=_free)
+register("Split", infer=_split_infer, evaluate=_split_evaluate, emit=_split_emit, flops=_free, narrow_floats=True)
 
 
 # --- Pad ----------------------------------------------------------------------------------------
@@ -211,7 +213,7 @@ def _pad_emit(node, ctx):
     return _copy(ctx, node, node.inputs[0], node.outputs[0], dims, fill)
 
 
-register("Pad", infer=_pad_infer, evaluate=_pad_evaluate, emit=_pad_emit, flops=_free)
+register("Pad", infer=_pad_infer, evaluate=_pad_evaluate, emit=_pad_emit, flops=_free, narrow_floats=True)
 
 
 # --- Tile, Expand -------------------------------------------------------------------------------
@@ -244,7 +246,7 @@ def _tile_emit(node, ctx):
     return _copy(ctx, node, node.inputs[0], node.outputs[0], dims)
 
 
-register("Tile", infer=_tile_infer, emit=_tile_emit, flops=_free,
+register("Tile", infer=_tile_infer, emit=_tile_emit, flops=_free, narrow_floats=True,
          evaluate=lambda node, values: [np.tile(values[0], [int(r) for r in values[1].reshape(-1)])],
          check=_tile_check)
 
@@ -279,7 +281,7 @@ def _expand_emit(node, ctx):
     return _copy(ctx, node, node.inputs[0], node.outputs[0], dims)
 
 
-register("Expand", infer=_expand_infer, emit=_expand_emit, flops=_free,
+register("Expand", infer=_expand_infer, emit=_expand_emit, flops=_free, narrow_floats=True,
          evaluate=lambda node, values: [
              np.broadcast_to(values[0], _expand_shape(node, ValuesGraph(node, values))).copy()])
 
@@ -338,7 +340,7 @@ def _make_block(op_type, to_space):
         dims = [(range(view[p]), strides[p]) for p in perm]
         return _copy(ctx, node, node.inputs[0], node.outputs[0], dims)
 
-    register(op_type, infer=infer, evaluate=evaluate, emit=emit, flops=_free)
+    register(op_type, infer=infer, evaluate=evaluate, emit=emit, flops=_free, narrow_floats=True)
 
 
 _make_block("DepthToSpace", True)
@@ -423,7 +425,7 @@ def _gather_elements_emit(node, ctx):
 
 
 register("GatherElements", infer=_gather_elements_infer, evaluate=_gather_elements_evaluate,
-         emit=_gather_elements_emit, flops=_free)
+         emit=_gather_elements_emit, flops=_free, narrow_floats=True)
 
 
 def _scatter_reduction(node):
@@ -575,7 +577,8 @@ def _gather_nd_emit(node, ctx):
     return _loops([batch, rows], body)
 
 
-register("GatherND", infer=_gather_nd_infer, evaluate=_gather_nd_evaluate, emit=_gather_nd_emit, flops=_free)
+register("GatherND", infer=_gather_nd_infer, evaluate=_gather_nd_evaluate, emit=_gather_nd_emit, flops=_free,
+         narrow_floats=True)
 
 
 def _scatter_nd_infer(node, graph):
@@ -751,7 +754,7 @@ def _trilu_emit(node, ctx):
         "}"])
 
 
-register("Trilu", infer=_trilu_infer, evaluate=_trilu_evaluate, emit=_trilu_emit, flops=_free)
+register("Trilu", infer=_trilu_infer, evaluate=_trilu_evaluate, emit=_trilu_emit, flops=_free, narrow_floats=True)
 
 
 def _reverse_sequence_axes(node, graph):
@@ -809,7 +812,7 @@ def _reverse_sequence_emit(node, ctx):
 
 
 register("ReverseSequence", infer=_reverse_sequence_infer, evaluate=_reverse_sequence_evaluate,
-         emit=_reverse_sequence_emit, flops=_free)
+         emit=_reverse_sequence_emit, flops=_free, narrow_floats=True)
 
 
 def _one_hot_params(node, graph):
@@ -932,4 +935,5 @@ def _compress_emit(node, ctx):
     return _copy(ctx, node, node.inputs[0], node.outputs[0], dims)
 
 
-register("Compress", infer=_compress_infer, evaluate=_compress_evaluate, emit=_compress_emit, flops=_free)
+register("Compress", infer=_compress_infer, evaluate=_compress_evaluate, emit=_compress_emit, flops=_free,
+         narrow_floats=True)

@@ -22,11 +22,14 @@ UNSIGNED = (2, 4, 12, 13)
 INTS = SIGNED + UNSIGNED
 NUMERIC = FLOATS + INTS
 BOOL = (9,)
+NARROW_FLOATS = tuple(ir.NARROW_FLOATS)  # float16, bfloat16: stored narrow, computed in float
 ALL = NUMERIC + BOOL
 
 
 def literal(value, dtype):
     """A C++ literal of `value` in element type `dtype`."""
+    if ir.is_narrow_float(dtype):
+        return cpp.narrow_float_literal(value, dtype)
     if dtype == 1:
         return cpp.float_literal(value)
     if dtype == 11:
@@ -673,7 +676,8 @@ def _where_emit(node, ctx):
                               [ctx.ptr(n) for n in node.inputs], ctx.ptr(node.outputs[0]), "{0} ? {1} : {2}")
 
 
-register("Where", infer=_where_infer, evaluate=lambda node, values: [np.where(*values)], emit=_where_emit)
+register("Where", infer=_where_infer, evaluate=lambda node, values: [np.where(*values)], emit=_where_emit,
+         narrow_floats=True)
 
 
 # --- Dropout: the identity at inference (its mask all true) -------------------------------------
@@ -708,7 +712,7 @@ def _dropout_mask_dtype(node, x):
 
 def _dropout_infer(node, graph):
     input_count(node, 1, 3)
-    x = require_dtype(node, graph, node.inputs[0], FLOATS)
+    x = require_dtype(node, graph, node.inputs[0], FLOATS + NARROW_FLOATS)
 
     def constant(index, name):
         tensor = graph.tensor(name)
@@ -734,4 +738,4 @@ def _dropout_emit(node, ctx):
     return lines
 
 
-register("Dropout", infer=_dropout_infer, evaluate=_dropout_evaluate, emit=_dropout_emit)
+register("Dropout", infer=_dropout_infer, evaluate=_dropout_evaluate, emit=_dropout_emit, narrow_floats=True)

@@ -117,7 +117,7 @@ def _make_view(op_type, target):
     def evaluate(node, values):
         return [values[0].reshape(target(node, ValuesGraph(node, values)) if target else values[0].shape)]
 
-    register(op_type, infer=infer, evaluate=evaluate, view=True)
+    register(op_type, infer=infer, evaluate=evaluate, view=True, narrow_floats=True)
 
 
 class ValuesGraph:
@@ -185,6 +185,7 @@ register(
     evaluate=lambda node, values: [np.ascontiguousarray(np.transpose(values[0], _perm(node, values[0].ndim)))],
     emit=_transpose_emit,
     flops=lambda node, graph: 0,
+    narrow_floats=True,
 )
 
 
@@ -240,6 +241,7 @@ register(
     evaluate=lambda node, values: [np.concatenate(values, axis=attr_int(node, "axis"))],
     emit=_concat_emit,
     flops=lambda node, graph: 0,
+    narrow_floats=True,
 )
 
 
@@ -298,7 +300,8 @@ def _gather_emit(node, ctx):
     ]
 
 
-register("Gather", infer=_gather_infer, evaluate=_gather_evaluate, emit=_gather_emit, flops=lambda node, graph: 0)
+register("Gather", infer=_gather_infer, evaluate=_gather_evaluate, emit=_gather_emit, flops=lambda node, graph: 0,
+         narrow_floats=True)
 
 
 # --- shape computations, folded at generation time ----------------------------------------------
@@ -319,7 +322,7 @@ def _shape_range(node, rank):
     return start, end
 
 
-register("Shape", infer=_shape_infer)
+register("Shape", infer=_shape_infer, narrow_floats=True)
 
 
 def _size_infer(node, graph):
@@ -328,7 +331,7 @@ def _size_infer(node, graph):
     return [(7, (), value)]
 
 
-register("Size", infer=_size_infer)
+register("Size", infer=_size_infer, narrow_floats=True)
 
 
 def _constant_value(node):
@@ -354,7 +357,7 @@ def _constant_infer(node, graph):
     return [(ir.dtype_of_numpy(value.dtype), tuple(value.shape), value)]
 
 
-register("Constant", infer=_constant_infer)
+register("Constant", infer=_constant_infer, narrow_floats=True)
 
 
 def _constant_of_shape_value(node):
@@ -375,7 +378,7 @@ def _constant_of_shape_infer(node, graph):
     return [(ir.dtype_of_numpy(value.dtype), tuple(int(d) for d in np.asarray(shape).reshape(-1)))]
 
 
-register("ConstantOfShape", infer=_constant_of_shape_infer,
+register("ConstantOfShape", infer=_constant_of_shape_infer, narrow_floats=True,
          evaluate=lambda node, values: [np.full(tuple(int(d) for d in values[0].reshape(-1)),
                                                 _constant_of_shape_value(node)[0])])
 
@@ -440,5 +443,5 @@ def _slice_emit(node, ctx):
                            lambda label, table: ctx.int_table(node, label, table))
 
 
-register("Slice", infer=_slice_infer, emit=_slice_emit, flops=lambda node, graph: 0,
+register("Slice", infer=_slice_infer, emit=_slice_emit, flops=lambda node, graph: 0, narrow_floats=True,
          evaluate=lambda node, values: [np.ascontiguousarray(values[0][_slice_params(node, values[0].shape, values)])])

@@ -12,6 +12,7 @@ import numpy as np
 
 from pure_model_codegen import ir, ops
 from pure_model_codegen.errors import CodegenError
+from pure_model_codegen.passes import widen_narrow
 
 # Folding a huge op at generation time would bloat the weights; beyond this, leave it to run time.
 MAX_FOLDED_ELEMENTS = 1 << 22
@@ -75,14 +76,18 @@ def _check_declared_outputs(graph):
 def run(graph):
     known = set(graph.tensors)
     kept = []
+    widener = widen_narrow.Widener(graph)
     for node in graph.nodes:
         try:
-            folded = _propagate_node(graph, node, known)
+            _check_inputs_known(graph, node, known)
+            parts = widener.split(node)
+            for part in parts:
+                if not _propagate_node(graph, part, known):
+                    kept.append(part)
+                widener.check(part)
         except CodegenError as e:
             e.node = e.node or node
             raise
-        if not folded:
-            kept.append(node)
     for name in graph.outputs:
         if name not in known:
             raise CodegenError(f"graph output '{name}' is not produced by any node or input")
@@ -93,7 +98,6 @@ def run(graph):
 
 def _propagate_node(graph, node, known):
     """Shapes the node's outputs; True when it folded away (its outputs are constants now)."""
-    _check_inputs_known(graph, node, known)
     op = ops.lookup(node)
     results = _infer(op, node, graph)
     values = [r[2] for r in results]

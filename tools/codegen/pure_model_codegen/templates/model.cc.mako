@@ -15,6 +15,7 @@
 #include <limits>
 
 #include "pure_model/kernels.h"
+#include "pure_model/narrow_floats.h"
 
 namespace ${namespace} {
 namespace {

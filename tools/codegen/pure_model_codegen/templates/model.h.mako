@@ -8,6 +8,10 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+% if narrow_float_io:
+
+#include "pure_model/narrow_floats.h"
+% endif
 
 namespace ${namespace} {
 
