@@ -612,4 +612,7 @@ inline void Softmax(const float* x, float* y) {
 
 }  // namespace pure_model
 
+// Families of kernels in headers of their own, which build on the ones above.
+#include "pure_model/spatial.h"
+
 #endif  // RULES_PURE_MODEL_RUNTIME_KERNELS_H_

@@ -1,0 +1,161 @@
+// Spatial resampling kernels: Resize's interpolating passes and ConvTranspose. Part of the
+// kernels that generated models call (kernels.h includes this header at its end, and this header
+// uses kernels.h's matrix-product micro-kernel); the same rules hold: standard C++17, shapes as
+// compile-time constants from a parameter struct, no allocation.
+#ifndef RULES_PURE_MODEL_RUNTIME_SPATIAL_H_
+#define RULES_PURE_MODEL_RUNTIME_SPATIAL_H_
+
+#include <cstddef>
+
+#include "pure_model/kernels.h"
+
+namespace pure_model {
+
+// One axis of a separable resampling (Resize in linear or cubic mode, antialiased or not): the
+// tensor is kOuter blocks of kIn x kInner elements and becomes kOuter blocks of kOut x kInner.
+// Output coordinate j along the axis is the weighted sum of kTaps input coordinates,
+// index[j * kTaps + t] with weight[j * kTaps + t]; the generator computes both tables, with the
+// coordinate rules and edge handling of the node, so the kernel does no coordinate arithmetic.
+// `outside` (nullptr when no coordinate is) flags output coordinates outside the input
+// (tf_crop_and_resize), which take kFill. With kInner > 1 each tap adds a whole contiguous row,
+// which vectorises; along the innermost axis (kInner == 1) each output is a short dot product.
+// P: kOuter kIn kOut kInner kTaps kFill.
+template <typename P>
+inline void ResampleAxis(const float* x, const std::size_t* index, const float* weight, const std::size_t* outside,
+                         float* y) {
+  for (int o = 0; o < P::kOuter; ++o) {
+    const float* in = x + static_cast<std::size_t>(o) * P::kIn * P::kInner;
+    float* out = y + static_cast<std::size_t>(o) * P::kOut * P::kInner;
+    for (int j = 0; j < P::kOut; ++j) {
+      float* row = out + static_cast<std::size_t>(j) * P::kInner;
+      if (outside != nullptr && outside[j] != 0) {
+        for (int i = 0; i < P::kInner; ++i) row[i] = P::kFill;
+        continue;
+      }
+      const std::size_t* taps = index + static_cast<std::size_t>(j) * P::kTaps;
+      const float* w = weight + static_cast<std::size_t>(j) * P::kTaps;
+      if constexpr (P::kInner == 1) {
+        float acc = 0.f;
+#pragma GCC unroll 4
+        for (int t = 0; t < P::kTaps; ++t) acc += w[t] * in[taps[t]];
+        row[0] = acc;
+      } else {
+        const float* first = in + taps[0] * P::kInner;
+        for (int i = 0; i < P::kInner; ++i) row[i] = w[0] * first[i];
+        for (int t = 1; t < P::kTaps; ++t) {
+          const float* tap = in + taps[t] * P::kInner;
+          const float wt = w[t];
+          for (int i = 0; i < P::kInner; ++i) row[i] += wt * tap[i];
+        }
+      }
+    }
+  }
+}
+
+// ConvTranspose weights [C, M/group, KD, KH, KW] packed for GemmMicroKernel: per group, the
+// matrix A[(m, kd, kh, kw)][c] in panels of kGemmRows rows, [group][panel][C/group][kGemmRows],
+// zero rows padding the last panel. The generator packs constant weights itself (the same
+// layout); weights computed at run time are packed into scratch by this.
+template <typename P>
+inline void PackConvTransposeWeights(const float* w, float* packed) {
+  constexpr int kCg = P::kC / P::kGroups;
+  constexpr int kRows = P::kM / P::kGroups * P::kKD * P::kKH * P::kKW;
+  constexpr int kPanels = (kRows + kGemmRows - 1) / kGemmRows;
+  for (int g = 0; g < P::kGroups; ++g) {
+    for (int panel = 0; panel < kPanels; ++panel) {
+      for (int c = 0; c < kCg; ++c) {
+        const float* src = w + static_cast<std::size_t>(g * kCg + c) * kRows;
+        for (int i = 0; i < kGemmRows; ++i) {
+          const int r = panel * kGemmRows + i;
+          *packed++ = r < kRows ? src[r] : 0.f;
+        }
+      }
+    }
+  }
+}
+
+// Transposed convolution, N C D H W -> N M OD OH OW (1-D and 2-D as D = 1 and H = 1), as a
+// matrix product and a scatter ("col2im"): per group, columns[(m, kd, kh, kw)][position] =
+// sum over c of W[c][m, kd, kh, kw] * X[c][position], computed a panel of kGemmCols input
+// positions at a time by the register-blocked GemmMicroKernel; each result then adds into the
+// output element its tap reaches, od = id * kStrideD - kPadD + kd * kDilD (likewise h, w), when
+// that lies inside the output. The output starts as the bias (or zero).
+// `packed_w`: weights as PackConvTransposeWeights lays them out (when kPrepacked), else the
+// node's plain weights, packed into `scratch` first. `scratch`: the panel of X (C/group x
+// kGemmCols floats), then, without kPrepacked, the packed weights.
+// P: kN kC kD kH kW kM kKD kKH kKW kOD kOH kOW kStrideD kStrideH kStrideW kPadD kPadH kPadW
+//    kDilD kDilH kDilW kGroups kPrepacked.
+template <typename P>
+inline void ConvTranspose(const float* x, const float* w, const float* bias, float* y, float* scratch) {
+  constexpr int kCg = P::kC / P::kGroups;
+  constexpr int kMg = P::kM / P::kGroups;
+  constexpr int kTaps = P::kKD * P::kKH * P::kKW;
+  constexpr int kRows = kMg * kTaps;
+  constexpr int kPanels = (kRows + kGemmRows - 1) / kGemmRows;
+  constexpr int kPositions = P::kD * P::kH * P::kW;
+  constexpr int kOutPlane = P::kOD * P::kOH * P::kOW;
+  float* panel_x = scratch;
+  const float* packed = w;
+  if constexpr (!P::kPrepacked) {
+    float* unpacked = scratch + static_cast<std::size_t>(kCg) * kGemmCols;
+    PackConvTransposeWeights<P>(w, unpacked);
+    packed = unpacked;
+  }
+  for (int n = 0; n < P::kN; ++n) {
+    float* out = y + static_cast<std::size_t>(n) * P::kM * kOutPlane;
+    for (int m = 0; m < P::kM; ++m) {
+      const float b = bias != nullptr ? bias[m] : 0.f;
+      for (int i = 0; i < kOutPlane; ++i) out[static_cast<std::size_t>(m) * kOutPlane + i] = b;
+    }
+    for (int g = 0; g < P::kGroups; ++g) {
+      const float* in = x + (static_cast<std::size_t>(n) * P::kC + g * kCg) * kPositions;
+      const float* w_group = packed + static_cast<std::size_t>(g) * kPanels * kCg * kGemmRows;
+      float* out_group = out + static_cast<std::size_t>(g) * kMg * kOutPlane;
+      for (int p0 = 0; p0 < kPositions; p0 += kGemmCols) {
+        const int cols = kPositions - p0 < kGemmCols ? kPositions - p0 : kGemmCols;
+        for (int c = 0; c < kCg; ++c) {
+          const float* src = in + static_cast<std::size_t>(c) * kPositions + p0;
+          float* dst = panel_x + c * kGemmCols;
+          for (int j = 0; j < cols; ++j) dst[j] = src[j];
+          for (int j = cols; j < kGemmCols; ++j) dst[j] = 0.f;
+        }
+        // The input coordinates of the panel's positions, once for all rows.
+        int pd[kGemmCols], ph[kGemmCols], pw[kGemmCols];
+        for (int j = 0; j < cols; ++j) {
+          const int p = p0 + j;
+          pw[j] = p % P::kW;
+          ph[j] = p / P::kW % P::kH;
+          pd[j] = p / (P::kW * P::kH);
+        }
+        for (int panel = 0; panel < kPanels; ++panel) {
+          GemmRow acc[kGemmRows];
+          GemmMicroKernel<kCg>(w_group + static_cast<std::size_t>(panel) * kCg * kGemmRows, panel_x, acc);
+          const int rows = kRows - panel * kGemmRows < kGemmRows ? kRows - panel * kGemmRows : kGemmRows;
+          for (int i = 0; i < rows; ++i) {
+            const int r = panel * kGemmRows + i;
+            const int tap = r % kTaps;
+            const int kw = tap % P::kKW;
+            const int kh = tap / P::kKW % P::kKH;
+            const int kd = tap / (P::kKW * P::kKH);
+            const int shift_d = kd * P::kDilD - P::kPadD;
+            const int shift_h = kh * P::kDilH - P::kPadH;
+            const int shift_w = kw * P::kDilW - P::kPadW;
+            float* plane = out_group + static_cast<std::size_t>(r / kTaps) * kOutPlane;
+            for (int j = 0; j < cols; ++j) {
+              const int od = pd[j] * P::kStrideD + shift_d;
+              const int oh = ph[j] * P::kStrideH + shift_h;
+              const int ow = pw[j] * P::kStrideW + shift_w;
+              if (od < 0 || od >= P::kOD || oh < 0 || oh >= P::kOH || ow < 0 || ow >= P::kOW) continue;
+              plane[(static_cast<std::size_t>(od) * P::kOH + oh) * P::kOW + ow] +=
+                  acc[i].v[j / kGemmVectorFloats][j % kGemmVectorFloats];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace pure_model
+
+#endif  // RULES_PURE_MODEL_RUNTIME_SPATIAL_H_
