@@ -100,24 +100,25 @@ def test_convtranspose_backend_cases(tmp_path):
     _run_merged(tmp_path, cases, data_inputs=2)
 
 
-def _check_nodes(tmp_path, nodes, feeds, inits=(), opset=19, reference="onnx", rtol=1e-4, outputs=None):
-    """Runs `nodes` as one model whose outputs are `outputs` (default: every node's); compares
-    them with onnx's reference evaluator or ONNX Runtime."""
-    outputs = outputs or [o for n in nodes for o in n.output]
+def _graph_model(nodes, feeds, inits, opset, outputs):
     graph = helper.make_graph(
         nodes, "test",
         [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape) for k, v in feeds.items()],
         [helper.make_tensor_value_info(o, helper.np_dtype_to_tensor_dtype(next(iter(feeds.values())).dtype), None)
          for o in outputs],
         [numpy_helper.from_array(np.asarray(v), k) for k, v in dict(inits).items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=9)
-    if reference == "ort":
-        import onnxruntime
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=9)
 
-        session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        expected = session.run(None, feeds)
-    else:
-        expected = ReferenceEvaluator(model).run(None, feeds)
+
+def _check_nodes(tmp_path, nodes, feeds, inits=(), opset=19, rtol=1e-4, outputs=None, equivalent=None):
+    """Runs `nodes` as one model whose outputs are `outputs` (default: every node's) and compares
+    them with onnx's reference evaluator. Where the evaluator lacks the op or version (Upsample-7,
+    Resize-10) or gets it wrong (ConvTranspose with groups of several output channels),
+    `equivalent` = (nodes, opset) computes the same outputs from ops it does run right."""
+    outputs = outputs or [o for n in nodes for o in n.output]
+    model = _graph_model(nodes, feeds, inits, opset, outputs)
+    reference = _graph_model(*equivalent[:1], feeds, inits, equivalent[1], outputs) if equivalent else model
+    expected = ReferenceEvaluator(reference).run(None, feeds)
     del model.graph.output[:]
     model.graph.output.extend(helper.make_tensor_value_info(o, helper.np_dtype_to_tensor_dtype(e.dtype), e.shape)
                               for o, e in zip(outputs, expected))
@@ -135,14 +136,12 @@ def _check_nodes(tmp_path, nodes, feeds, inits=(), opset=19, reference="onnx", r
 
 def _generate(tmp_path, nodes, feeds, inits=(), opset=19, outputs=None):
     outputs = outputs or [o for n in nodes for o in n.output]
-    graph = helper.make_graph(
-        nodes, "test",
-        [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape) for k, v in feeds.items()],
-        # Outputs of the first input's type and rank, their extents left open.
-        [helper.make_tensor_value_info(o, helper.np_dtype_to_tensor_dtype(next(iter(feeds.values())).dtype),
-                                       [None] * next(iter(feeds.values())).ndim) for o in outputs],
-        [numpy_helper.from_array(np.asarray(v), k) for k, v in dict(inits).items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=9)
+    model = _graph_model(nodes, feeds, inits, opset, outputs)
+    # Outputs of the first input's type and rank (the checker wants a shape), extents left open.
+    first = next(iter(feeds.values()))
+    del model.graph.output[:]
+    model.graph.output.extend(helper.make_tensor_value_info(o, helper.np_dtype_to_tensor_dtype(first.dtype),
+                                                            [None] * first.ndim) for o in outputs)
     path = os.path.join(str(tmp_path), "model.onnx")
     onnx.save(model, path)
     return cli.generate_files(path, {k: v.shape for k, v in feeds.items()}, cpu="generic", namespace="t",
@@ -207,10 +206,16 @@ def test_resize_legacy_versions(tmp_path):
     nodes = [helper.make_node("Resize", ["x", "up"], ["nearest_up"]),
              helper.make_node("Resize", ["x", "down"], ["nearest_down"]),
              helper.make_node("Resize", ["x", "up"], ["linear_up"], mode="linear")]
-    _check_nodes(tmp_path, nodes, {"x": x}, inits, opset=10, reference="ort")
+    asymmetric = dict(coordinate_transformation_mode="asymmetric")
+    equivalent = [helper.make_node("Resize", ["x", "", "up"], ["nearest_up"], nearest_mode="floor", **asymmetric),
+                  helper.make_node("Resize", ["x", "", "down"], ["nearest_down"], nearest_mode="ceil", **asymmetric),
+                  helper.make_node("Resize", ["x", "", "up"], ["linear_up"], mode="linear", **asymmetric)]
+    _check_nodes(tmp_path, nodes, {"x": x}, inits, opset=10, equivalent=(equivalent, 19))
     (tmp_path / "upsample7").mkdir()
-    nodes = [helper.make_node("Upsample", ["x"], ["y"], scales=[1.0, 1.0, 2.0, 3.0])]
-    _check_nodes(tmp_path / "upsample7", nodes, {"x": x}, opset=7, reference="ort")
+    nodes = [helper.make_node("Upsample", ["x"], ["y"], scales=[1.0, 1.0, 2.0, 3.0], mode="linear")]
+    equivalent = [helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="linear", **asymmetric)]
+    _check_nodes(tmp_path / "upsample7", nodes, {"x": x}, opset=7,
+                 equivalent=(equivalent, 19), inits={"scales": np.asarray([1, 1, 2, 3], np.float32)})
 
 
 def test_resize_refusals(tmp_path):
@@ -252,11 +257,20 @@ def test_convtranspose_constant_weights(tmp_path):
         helper.make_node("ConvTranspose", ["x2", "w_ocr"], ["ocr"], strides=[2, 2]),
         helper.make_node("ConvTranspose", ["x1", "w_1d"], ["one_d"], strides=[3], pads=[2, 1], output_padding=[2]),
     ]
-    _check_nodes(tmp_path, nodes, {"x2": x2, "x1": x1}, inits, opset=17, reference="ort")
+    # The grouped node as the reference evaluator runs it right: one ConvTranspose per group.
+    equivalent = nodes[1:] + [
+        helper.make_node("Split", ["x2", "three"], [f"x2_{g}" for g in range(3)], axis=1),
+        helper.make_node("Split", ["w_group", "three"], [f"w_{g}" for g in range(3)], axis=0),
+        helper.make_node("Split", ["b_group", "threes"], [f"b_{g}" for g in range(3)], axis=0),
+    ] + [helper.make_node("ConvTranspose", [f"x2_{g}", f"w_{g}", f"b_{g}"], [f"y_{g}"], strides=[2, 1], pads=[1, 0, 0, 1],
+                          dilations=[1, 2], output_padding=[1, 0]) for g in range(3)] + [
+        helper.make_node("Concat", [f"y_{g}" for g in range(3)], ["grouped"], axis=1)]
+    inits["three"], inits["threes"] = np.asarray([2, 2, 2], np.int64), np.asarray([3, 3, 3], np.int64)
+    _check_nodes(tmp_path, nodes, {"x2": x2, "x1": x1}, inits, opset=17, equivalent=(equivalent, 18))
     (tmp_path / "3d").mkdir()
     x3 = RNG.uniform(-1, 1, (1, 6, 3, 4, 3)).astype(np.float32)
     nodes = [helper.make_node("ConvTranspose", ["x3", "w_3d"], ["three_d"], strides=[1, 2, 2], pads=[0, 1, 1, 1, 0, 0])]
-    _check_nodes(tmp_path / "3d", nodes, {"x3": x3}, {"w_3d": inits["w_3d"]}, opset=17, reference="ort")
+    _check_nodes(tmp_path / "3d", nodes, {"x3": x3}, {"w_3d": inits["w_3d"]}, opset=17)
 
 
 def test_convtranspose_output_shape_and_auto_pad(tmp_path):
