@@ -280,6 +280,34 @@ def test_op_families_on_narrow_floats(tmp_path, name):
     assert "pure_model::ToFloat(" in files["source"]
 
 
+_UNARY = ["Relu", "Neg", "Abs", "Sign", "Floor", "Ceil", "Round", "Sigmoid", "Tanh", "Exp", "Erf", "Sin", "Cos",
+          "Atan", "Softplus", "Softsign", "Elu", "Selu", "HardSigmoid", "HardSwish", "Reciprocal", "IsNaN", "IsInf"]
+_BINARY = ["Add", "Sub", "Mul", "Div", "Max", "Min", "Equal", "Less", "GreaterOrEqual", "PRelu"]
+
+
+@pytest.mark.parametrize("name", sorted(NARROW))
+def test_elementwise_computes_in_float_without_casts(tmp_path, name):
+    np_type, code = NARROW[name]
+    x = RNG.uniform(-3, 3, (2, 3, 4)).astype(np_type)
+    x.reshape(-1)[:6] = [0.5, -2.5, np.inf, -np.inf, -0.0, 0.0]
+    b = RNG.uniform(-3, 3, (3, 1)).astype(np_type)
+    w = np.array([np.nan, np.inf, -np.inf, 1.0], np_type)
+    nodes = [helper.make_node(op, ["w" if op.startswith("Is") else "x"], [op]) for op in _UNARY]
+    nodes += [helper.make_node(op, ["x", "b"], [op]) for op in _BINARY]
+    nodes += [helper.make_node("Sum", ["x", "b", "x"], ["Sum"]), helper.make_node("Mean", ["x", "b", "b"], ["Mean"]),
+              helper.make_node("Mod", ["x", "b"], ["Mod"], fmod=1), helper.make_node("Gelu", ["x"], ["Gelu"])]
+    nodes = [n for n in nodes if _allows(n, code)]
+    model = _model(nodes, [("x", code, list(x.shape)), ("b", code, list(b.shape)), ("w", code, [4])],
+                   [(n.output[0], None, None) for n in nodes])
+    results, files = _run(tmp_path, model, {"x": x, "b": b, "w": w}, per_op_float32=True)
+    # Sum and Mean round each partial sum into the element type, as numpy does for float16.
+    variadic = {"Sum", "Mean"}
+    _assert_close({k: v for k, v in results.items() if k not in variadic}, 1)
+    _assert_close({k: v for k, v in results.items() if k in variadic}, 4)
+    # Each op reads and rounds the narrow values itself: no float32 copies between steps.
+    assert "(Cast)" not in files["source"]
+
+
 def test_narrow_initializers_from_raw_and_typed_data(tmp_path):
     values = np.array([1.0, -2.5, 65504.0, 6e-8, np.inf, np.nan], np.float16)
     raw = numpy_helper.from_array(values, "raw")

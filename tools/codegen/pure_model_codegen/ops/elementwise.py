@@ -1,7 +1,9 @@
 """Elementwise ops: unary activations and math, and binary/variadic ops with broadcasting.
 
 Every op here runs on the element types ONNX allows for it among those the IR has (float32,
-float64, the 8- to 64-bit integers and bool). Integer arithmetic wraps around in two's complement
+float64, the 8- to 64-bit integers and bool; float16 and bfloat16 are read as float, computed
+on in float and rounded back on store, as numpy does, except Pow and Clip, which
+passes/widen_narrow.py runs in float32). Integer arithmetic wraps around in two's complement
 as numpy does (computed in the unsigned type where C++ would call signed overflow undefined);
 integer division and modulo by zero give 0, as numpy and onnx's reference evaluator do, instead
 of trapping.
@@ -24,6 +26,17 @@ NUMERIC = FLOATS + INTS
 BOOL = (9,)
 NARROW_FLOATS = tuple(ir.NARROW_FLOATS)  # float16, bfloat16: stored narrow, computed in float
 ALL = NUMERIC + BOOL
+
+
+def _with_narrow(dtypes):
+    """`dtypes`, plus the narrow floats where float32 is among them: those compute in float."""
+    return dtypes + NARROW_FLOATS if 1 in dtypes else dtypes
+
+
+def _computed(value):
+    """A folded value as the generated code computes on it: the narrow floats widened to float32."""
+    value = np.asarray(value)
+    return value.astype(np.float32) if ir.is_narrow_float(ir.dtype_of_numpy(value.dtype)) else value
 
 
 def literal(value, dtype):
@@ -232,34 +245,37 @@ def _unary_attrs(node, defaults):
 def _make_unary(op_type, dtypes, expr, fn, defaults, out_dtype=None):
     def infer(node, graph):
         input_count(node, 1)
-        x = require_dtype(node, graph, node.inputs[0], dtypes)
+        x = require_dtype(node, graph, node.inputs[0], _with_narrow(dtypes))
         return [(out_dtype or x.dtype, x.shape)]
 
     def evaluate(node, values):
         x = values[0]
-        return [np.asarray(fn(x, _unary_attrs(node, defaults))).astype(
+        return [np.asarray(fn(_computed(x), _unary_attrs(node, defaults))).astype(
             ir.numpy_type(out_dtype) if out_dtype else x.dtype)]
 
     def emit(node, ctx):
         dtype = ctx.graph.tensor(node.inputs[0]).dtype
+        computed = ir.compute_type(dtype)
 
         def lit(value):
-            return literal(value, dtype)
+            return literal(value, computed)
 
         attrs = {k: (v if isinstance(v, (str, int)) else lit(v)) for k, v in _unary_attrs(node, defaults).items()}
-        body = expr(dtype, lit, attrs)
+        body = expr(computed, lit, attrs)
         if dtype in INTS and not out_dtype:
             body = f"static_cast<{ir.cpp_type(dtype)}>({body})"
+        if not out_dtype:
+            body = ir.narrow(dtype, body)
         x, y = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
         n = ctx.graph.tensor(node.outputs[0]).elements
         return [
             f"for (std::size_t i = 0; i < {n}; ++i) {{",
-            f"  const {ir.cpp_type(dtype)} v = {x}[i];",
+            f"  const {ir.cpp_type(computed)} v = {ir.widen(dtype, f'{x}[i]')};",
             f"  {y}[i] = {body};",
             "}",
         ]
 
-    register(op_type, infer=infer, evaluate=evaluate, emit=emit)
+    register(op_type, infer=infer, evaluate=evaluate, emit=emit, narrow_floats=True)
 
 
 for _op, _spec in _UNARY.items():
@@ -607,7 +623,7 @@ def _make_binary(op_type, dtypes, code, fn, out_dtype):
             tensors = [require_dtype(node, graph, node.inputs[0], dtypes),
                        require_dtype(node, graph, node.inputs[1], NUMERIC)]
         else:
-            tensors = [require_dtype(node, graph, name, dtypes) for name in node.inputs]
+            tensors = [require_dtype(node, graph, name, _with_narrow(dtypes)) for name in node.inputs]
         if op_type != "Pow" and len({t.dtype for t in tensors}) != 1:
             raise CodegenError(
                 "inputs have different element types: "
@@ -622,11 +638,12 @@ def _make_binary(op_type, dtypes, code, fn, out_dtype):
 
     def evaluate(node, values):
         dtype = values[0].dtype
-        values = [np.asarray(v) for v in values]
+        values = [_computed(v) for v in values]
         values = [v.reshape(s) for v, s in zip(values, _operand_shapes(node, [v.shape for v in values]))]
         result = values[0]
         for v in values[1:]:
-            result = fn(result, v, node)
+            # Variadic ops round each partial result into the element type, as the generated code stores it.
+            result = _computed(np.asarray(fn(result, v, node)).astype(dtype)) if out_dtype is None else fn(result, v, node)
         if op_type == "Mean":
             result = result / len(values)
         return [np.asarray(result).astype(ir.numpy_type(out_dtype) if out_dtype else dtype)]
@@ -639,19 +656,23 @@ def _make_binary(op_type, dtypes, code, fn, out_dtype):
         y = ctx.ptr(node.outputs[0])
         if len(names) == 1:
             return [f"std::memcpy({y}, {ctx.ptr(names[0])}, {out.nbytes});"]
-        prelude, expr = _pow_code(node, graph) if op_type == "Pow" else code(dtype, node)
+        prelude, expr = _pow_code(node, graph) if op_type == "Pow" else code(ir.compute_type(dtype), node)
+        if ir.is_narrow_float(dtype):
+            expr = expr.format(*(ir.widen(dtype, f"{{{i}}}") for i in range(2)))
+            expr = expr if out_dtype else ir.narrow(dtype, expr)
         shapes = _operand_shapes(node, [graph.tensor(n).shape for n in names])
         # Variadic ops fold left: ((a op b) op c) ..., written into the output as they go.
         lines = cpp.broadcast_loop(out.shape, shapes[:2], [ctx.ptr(names[0]), ctx.ptr(names[1])], y, expr)
         for name, shape in zip(names[2:], shapes[2:]):
             lines += cpp.broadcast_loop(out.shape, [out.shape, shape], [y, ctx.ptr(name)], y, expr)
         if op_type == "Mean":
-            lines += [f"for (std::size_t i = 0; i < {out.elements}; ++i) {y}[i] /= {literal(len(names), dtype)};"]
+            quotient = f"{ir.widen(dtype, f'{y}[i]')} / {literal(len(names), ir.compute_type(dtype))}"
+            lines += [f"for (std::size_t i = 0; i < {out.elements}; ++i) {y}[i] = {ir.narrow(dtype, quotient)};"]
         if prelude:  # helpers local to this step
             lines = ["{"] + cpp.indent(prelude + lines) + ["}"]
         return lines
 
-    register(op_type, infer=infer, evaluate=evaluate, emit=emit)
+    register(op_type, infer=infer, evaluate=evaluate, emit=emit, narrow_floats=op_type != "Pow")
 
 
 for _op, _spec in _BINARY.items():
