@@ -87,7 +87,13 @@ CXXFLAGS = ["-std=c++17", "-O1"]
 NUMPY_DTYPES = {
     1: np.float32, 2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32, 7: np.int64, 9: np.bool_,
     10: np.float16, 11: np.float64, 12: np.uint32, 13: np.uint64, 16: ml_dtypes.bfloat16,
+    17: ml_dtypes.float8_e4m3fn, 18: ml_dtypes.float8_e4m3fnuz, 19: ml_dtypes.float8_e5m2,
+    20: ml_dtypes.float8_e5m2fnuz, 21: ml_dtypes.uint4, 22: ml_dtypes.int4, 23: ml_dtypes.float4_e2m1fn,
+    25: ml_dtypes.uint2, 26: ml_dtypes.int2,
 }
+# ml_dtypes' float types, which numpy reports as kind 'V': compared as floats.
+_ML_FLOATS = {np.dtype(t) for t in (ml_dtypes.bfloat16, ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e4m3fnuz,
+                                    ml_dtypes.float8_e5m2, ml_dtypes.float8_e5m2fnuz, ml_dtypes.float4_e2m1fn)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,7 +422,7 @@ def _dtype_name(dtype):
 
 def compare(expected, got, rtol, atol):
     """None when `got` matches `expected` at the suite's tolerances, else what is wrong."""
-    if expected.dtype.kind in "fc" or expected.dtype == np.dtype(ml_dtypes.bfloat16):
+    if expected.dtype.kind in "fc" or expected.dtype in _ML_FLOATS:
         e = expected.astype(np.float64)
         g = got.astype(np.float64)
         same = (e == g) | (np.isnan(e) & np.isnan(g))

@@ -22,10 +22,18 @@ def float_literal(value):
     return text + "f"
 
 
-def narrow_float_literal(value, dtype):
-    """A float16 or bfloat16 (ONNX `dtype`) C++ value: `value` rounded, as its storage bits."""
-    bits = int(np.asarray(value).astype(ir.numpy_type(dtype)).reshape(1).view(np.uint16)[0])
-    return f"{ir.cpp_type(dtype)}{{0x{bits:04X}}}"
+def storage_bits(value, dtype):
+    """`value` in a storage-struct element type (ONNX `dtype`, see ir.STORAGE) as a braced
+    initializer of its bits, e.g. {0x3C00}."""
+    stored = np.asarray(value).astype(ir.numpy_type(dtype)).reshape(1)
+    width = stored.dtype.itemsize
+    bits = int(stored.view(np.uint16 if width == 2 else np.uint8)[0])
+    return f"{{0x{bits:0{2 * width}X}}}"
+
+
+def storage_literal(value, dtype):
+    """A C++ value of a storage-struct element type: `value` rounded, as its bits."""
+    return ir.cpp_type(dtype) + storage_bits(value, dtype)
 
 
 def identifier(name, prefix=""):

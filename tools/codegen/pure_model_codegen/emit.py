@@ -41,8 +41,8 @@ class _Names:
 
 def _format_values(array, dtype):
     flat = np.asarray(array).reshape(-1)
-    if ir.is_narrow_float(dtype):  # the storage struct's bits
-        items = [f"{{0x{int(b):04X}}}" for b in np.ascontiguousarray(flat).view(np.uint16)]
+    if ir.is_storage(dtype):  # the storage struct's bits
+        items = [cpp.storage_bits(v, dtype) for v in np.ascontiguousarray(flat)]
     elif dtype == 1:
         items = [cpp.float_literal(v) for v in flat]
     elif dtype == 11:
@@ -258,7 +258,7 @@ def generate(graph, *, namespace, class_name, header_include, model_label, cpu, 
         model_label=cpp.comment_text(model_label),
         inputs=inputs, outputs=outputs, arena_bytes=plan.arena_bytes, weight_bytes=ctx.weight_bytes, cpu=cpu,
         guard=guard, opsets=sorted(graph.opsets.items()), profile=profile, steps=steps,
-        narrow_float_io=any(ir.is_narrow_float(graph.tensor(e["tensor"]).dtype) for e in inputs + outputs),
+        narrow_float_io=any(ir.is_storage(graph.tensor(e["tensor"]).dtype) for e in inputs + outputs),
     )
     files = {
         "header": _template("model.h.mako").render(**common),

@@ -15,8 +15,9 @@ import numpy as np
 from pure_model_codegen.errors import CodegenError
 
 # ONNX TensorProto.DataType numbers, the C++ type, and the numpy type of each supported dtype.
-# The 16-bit floats are storage types (runtime/include/pure_model/narrow_floats.h): C++ has no
-# portable arithmetic on them, so steps widen them to float (see NARROW_FLOATS).
+# The 16-bit floats, float8 and the 4- and 2-bit types are storage structs
+# (runtime/include/pure_model/narrow_floats.h): C++ has no portable arithmetic on them, so steps
+# read them as float (or int) and round what they store (see STORAGE).
 DTYPES = {
     1: ("float32", "float", np.float32),
     2: ("uint8", "std::uint8_t", np.uint8),
@@ -31,6 +32,15 @@ DTYPES = {
     13: ("uint64", "std::uint64_t", np.uint64),
     10: ("float16", "pure_model::Float16", np.float16),
     16: ("bfloat16", "pure_model::BFloat16", ml_dtypes.bfloat16),
+    17: ("float8e4m3fn", "pure_model::Float8E4M3FN", ml_dtypes.float8_e4m3fn),
+    18: ("float8e4m3fnuz", "pure_model::Float8E4M3FNUZ", ml_dtypes.float8_e4m3fnuz),
+    19: ("float8e5m2", "pure_model::Float8E5M2", ml_dtypes.float8_e5m2),
+    20: ("float8e5m2fnuz", "pure_model::Float8E5M2FNUZ", ml_dtypes.float8_e5m2fnuz),
+    21: ("uint4", "pure_model::UInt4", ml_dtypes.uint4),
+    22: ("int4", "pure_model::Int4", ml_dtypes.int4),
+    23: ("float4e2m1", "pure_model::Float4E2M1", ml_dtypes.float4_e2m1fn),
+    25: ("uint2", "pure_model::UInt2", ml_dtypes.uint2),
+    26: ("int2", "pure_model::Int2", ml_dtypes.int2),
 }
 DTYPE_BY_NAME = {name: code for code, (name, _, _) in DTYPES.items()}
 
@@ -73,26 +83,46 @@ def numpy_type(code):
     return DTYPES[code][2]
 
 
-# Float types kept in storage structs, each with the C++ function that rounds a float (or double)
-# into it; their elements are read with pure_model::ToFloat().
-NARROW_FLOATS = {
-    10: "pure_model::RoundToFloat16",
-    16: "pure_model::RoundToBFloat16",
+# Element types kept in storage structs: the C++ function that reads an element as a value to
+# compute with (float, or int for the 4- and 2-bit integers) and the one that stores a value.
+STORAGE = {
+    10: ("pure_model::ToFloat", "pure_model::RoundToFloat16"),
+    16: ("pure_model::ToFloat", "pure_model::RoundToBFloat16"),
+    17: ("pure_model::ToFloat", "pure_model::RoundToFloat8E4M3FN"),
+    18: ("pure_model::ToFloat", "pure_model::RoundToFloat8E4M3FNUZ"),
+    19: ("pure_model::ToFloat", "pure_model::RoundToFloat8E5M2"),
+    20: ("pure_model::ToFloat", "pure_model::RoundToFloat8E5M2FNUZ"),
+    23: ("pure_model::ToFloat", "pure_model::RoundToFloat4E2M1"),
+    21: ("pure_model::ToInt", "pure_model::WrapToUInt4"),
+    22: ("pure_model::ToInt", "pure_model::WrapToInt4"),
+    25: ("pure_model::ToInt", "pure_model::WrapToUInt2"),
+    26: ("pure_model::ToInt", "pure_model::WrapToInt2"),
 }
+STORAGE_FLOATS = (10, 16, 17, 18, 19, 20, 23)
+FLOAT8 = (17, 18, 19, 20)
+# ONNX packs these two (or four) to a byte in a TensorProto; the generated code keeps one a byte.
+PACKED = (21, 22, 23, 25, 26)
+# The storage floats that ops compute on (in float); the others only convert and move.
+NARROW_FLOATS = (10, 16)
 
 
 def is_narrow_float(code):
     return code in NARROW_FLOATS
 
 
+def is_storage(code):
+    return code in STORAGE
+
+
 def widen(code, expr):
     """C++ reading the element `expr` of type `code` as a value to compute with."""
-    return f"pure_model::ToFloat({expr})" if code in NARROW_FLOATS else expr
+    return f"{STORAGE[code][0]}({expr})" if code in STORAGE else expr
 
 
 def narrow(code, expr):
-    """C++ storing the computed (float or double) value `expr` as an element of type `code`."""
-    return f"{NARROW_FLOATS[code]}({expr})" if code in NARROW_FLOATS else expr
+    """C++ storing the computed value `expr` (float, double or, for the small integers, an
+    integer) as an element of type `code`."""
+    return f"{STORAGE[code][1]}({expr})" if code in STORAGE else expr
 
 
 def compute_type(code):

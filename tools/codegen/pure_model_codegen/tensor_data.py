@@ -33,9 +33,13 @@ _TYPED_FIELD = {
     _T.DOUBLE: "double_data",
     _T.UINT32: "uint64_data",
     _T.UINT64: "uint64_data",
-    # The 16-bit floats keep their bit patterns, one per int32.
+    # The 16-bit floats and float8 keep their bit patterns, one per int32.
     _T.FLOAT16: "int32_data",
     _T.BFLOAT16: "int32_data",
+    _T.FLOAT8E4M3FN: "int32_data",
+    _T.FLOAT8E4M3FNUZ: "int32_data",
+    _T.FLOAT8E5M2: "int32_data",
+    _T.FLOAT8E5M2FNUZ: "int32_data",
 }
 _ALL_TYPED_FIELDS = ("float_data", "int32_data", "string_data", "int64_data", "double_data", "uint64_data")
 
@@ -49,6 +53,9 @@ def read(tensor, *, what, model_dir):
     dtype = tensor.data_type
     if dtype not in ir.DTYPES:
         raise CodegenError(f"{what} has unsupported element type {type_name(dtype)}")
+    if dtype in ir.PACKED:
+        raise CodegenError(f"{what} is {ir.dtype_name(dtype)}, packed several to a byte; such constants are not "
+                           "supported (inputs and results of this type are)")
     dims = [int(d) for d in tensor.dims]
     ir.check_shape(dims, what)
     if tensor.HasField("segment"):
@@ -99,8 +106,9 @@ def _from_raw(raw, dtype, what):
             raise CodegenError(f"{what} is bool but its raw_data holds a byte other than 0 and 1")
         return bytes_.astype(np.bool_)
     # ONNX stores raw_data little-endian.
-    if ir.is_narrow_float(dtype):  # numpy cannot byte-swap ml_dtypes' types: read the bits
-        return np.frombuffer(raw, dtype="<u2").astype(np.uint16).view(ir.numpy_type(dtype))
+    if ir.is_storage(dtype):  # numpy cannot byte-swap ml_dtypes' types: read the bits
+        bits = np.dtype(f"<u{np.dtype(ir.numpy_type(dtype)).itemsize}")
+        return np.frombuffer(raw, dtype=bits).astype(bits.newbyteorder("=")).view(ir.numpy_type(dtype))
     return np.frombuffer(raw, dtype=np.dtype(ir.numpy_type(dtype)).newbyteorder("<")).astype(ir.numpy_type(dtype))
 
 
@@ -111,16 +119,16 @@ def _from_typed(values, dtype, what):
     array = np.asarray(values, dtype=np.int64 if dtype != _T.UINT64 else np.uint64)
     if dtype == _T.BOOL:
         low, high = 0, 1
-    elif ir.is_narrow_float(dtype):
-        low, high = 0, 0xFFFF
+    elif ir.is_storage(dtype):
+        low, high = 0, (1 << (8 * np.dtype(np_type).itemsize)) - 1
     else:
         info = np.iinfo(np_type)
         low, high = int(info.min), int(info.max)
     if array.size and (int(array.min()) < low or int(array.max()) > high):
         bad = next(int(v) for v in array.reshape(-1) if not low <= int(v) <= high)
         raise CodegenError(f"{what} is {ir.dtype_name(dtype)} but holds the value {bad}, outside {low}..{high}")
-    if ir.is_narrow_float(dtype):
-        return array.astype(np.uint16).view(np_type)
+    if ir.is_storage(dtype):
+        return array.astype(f"u{np.dtype(np_type).itemsize}").view(np_type)
     return array.astype(np_type)
 
 

@@ -1,5 +1,6 @@
-"""float16 and bfloat16: the C++ conversions bit for bit against numpy and ml_dtypes, and graphs
-on those types generated, compiled and run against onnx's reference evaluator.
+"""float16 and bfloat16 (and the storage-only float8, float4 and 4-/2-bit integer types): the C++
+conversions bit for bit against numpy and ml_dtypes, and graphs on those types generated, compiled
+and run against onnx's reference evaluator.
 
 Ops without code of their own for these types run in float32 between Casts (passes/
 widen_narrow.py), as numpy computes; the reference evaluator rounds after every numpy operation,
@@ -53,6 +54,28 @@ int main(int, char** argv) {
       std::fwrite(&h, 4, 1, out);
       std::fwrite(&bf, 4, 1, out);
     }
+  } else if (argv[1][0] == 's') {  // the small types: every byte to float, then each float of `in` rounded
+    using namespace pure_model;
+    for (std::uint32_t b = 0; b < 256; ++b) {
+      const auto byte = static_cast<std::uint8_t>(b);
+      const auto low4 = static_cast<std::uint8_t>(b & 0xfu);
+      const auto low2 = static_cast<std::uint8_t>(b & 0x3u);
+      const float wide[] = {ToFloat(Float8E4M3FN{byte}), ToFloat(Float8E4M3FNUZ{byte}), ToFloat(Float8E5M2{byte}),
+                            ToFloat(Float8E5M2FNUZ{byte}), ToFloat(Float4E2M1{low4}),
+                            static_cast<float>(ToInt(Int4{low4})), static_cast<float>(ToInt(UInt4{low4})),
+                            static_cast<float>(ToInt(Int2{low2})), static_cast<float>(ToInt(UInt2{low2}))};
+      std::fwrite(wide, sizeof(wide), 1, out);
+    }
+    float v;
+    while (std::fread(&v, sizeof(v), 1, in) == 1) {
+      const std::int64_t whole = TruncateToInt64(v);
+      const std::uint8_t narrow[] = {
+          RoundToFloat8E4M3FN(v).bits, RoundToFloat8E4M3FNUZ(v).bits, RoundToFloat8E5M2(v).bits,
+          RoundToFloat8E5M2FNUZ(v).bits, RoundToFloat4E2M1(v).bits, RoundToFloat8E4M3FN(v, false).bits,
+          RoundToFloat8E4M3FNUZ(v, false).bits, RoundToFloat8E5M2(v, false).bits, RoundToFloat8E5M2FNUZ(v, false).bits,
+          WrapToInt4(whole).bits, WrapToUInt4(whole).bits, WrapToInt2(whole).bits, WrapToUInt2(whole).bits};
+      std::fwrite(narrow, sizeof(narrow), 1, out);
+    }
   } else if (argv[1][0] == 'f') {
     RoundAll<float>(in, out);
   } else {
@@ -74,7 +97,7 @@ def converter(tmp_path_factory):
     def run(mode, values):
         values.tofile(work / "in.bin")
         subprocess.run([str(binary), mode, str(work / "in.bin"), str(work / "out.bin")], check=True)
-        return np.fromfile(work / "out.bin", np.uint16 if mode != "all" else np.uint32)
+        return np.fromfile(work / "out.bin", {"all": np.uint32, "small": np.uint8}.get(mode, np.uint16))
 
     return run
 
@@ -121,15 +144,42 @@ def test_rounding_from_double_matches_numpy(converter):
         np.testing.assert_array_equal(got[:, 1], values.astype(ml_dtypes.bfloat16).view(np.uint16))
 
 
+_FLOAT8 = [ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e4m3fnuz, ml_dtypes.float8_e5m2, ml_dtypes.float8_e5m2fnuz]
+_SMALL_INTS = [ml_dtypes.int4, ml_dtypes.uint4, ml_dtypes.int2, ml_dtypes.uint2]
+
+
+def test_small_types_convert_as_ml_dtypes(converter):
+    every_half = _PATTERNS.view(np.float16).astype(np.float32)
+    values = np.concatenate([every_half, RNG.integers(0, 1 << 32, 100_000, dtype=np.uint64).astype(np.uint32)
+                             .view(np.float32), np.array([448, 464, 465, 480, 240, 57344, 61440, 6, 7], np.float32)])
+    got = converter("small", values)
+    wide = got[:256 * 9 * 4].view(np.float32).reshape(256, 9)
+    every_byte = np.arange(256, dtype=np.uint8)
+    for i, t in enumerate(_FLOAT8 + [ml_dtypes.float4_e2m1fn] + _SMALL_INTS):
+        mask = 0xF if t in (ml_dtypes.float4_e2m1fn, ml_dtypes.int4, ml_dtypes.uint4) else (
+            0x3 if t in (ml_dtypes.int2, ml_dtypes.uint2) else 0xFF)
+        want = (every_byte & mask).view(t).astype(np.float32)
+        np.testing.assert_array_equal(wide[:, i].view(np.uint32), want.view(np.uint32), err_msg=t.__name__)
+    rounded = got[256 * 9 * 4:].reshape(-1, 13)
+    with np.errstate(all="ignore"):
+        # Saturating, as onnx's reference evaluator casts by default; float4 always saturates.
+        for i, t in enumerate(_FLOAT8):
+            np.testing.assert_array_equal(rounded[:, i], numpy_helper.saturate_cast(values, t).view(np.uint8),
+                                          err_msg=t.__name__)
+        for i, t in enumerate([ml_dtypes.float4_e2m1fn] + _FLOAT8 + _SMALL_INTS):
+            np.testing.assert_array_equal(rounded[:, 4 + i], values.astype(t).view(np.uint8), err_msg=t.__name__)
+
+
 # --- graphs on the narrow types -----------------------------------------------------------------------
 
 
-def _model(nodes, inputs, outputs, initializers=()):
+def _model(nodes, inputs, outputs, initializers=(), opset=OPSET):
     """inputs/outputs: [(name, ONNX type, shape)], an output shape None for onnx to infer;
     initializers: TensorProtos."""
     graph = helper.make_graph(nodes, "test", [helper.make_tensor_value_info(*i) for i in inputs], [],
                               list(initializers))
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=10)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                              ir_version=11 if opset > 23 else 10)
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     known = {v.name: v for v in inferred.graph.value_info}
     model.graph.output.extend(known[n] if s is None else helper.make_tensor_value_info(n, t, s)
@@ -308,6 +358,42 @@ def test_elementwise_computes_in_float_without_casts(tmp_path, name):
     assert "(Cast)" not in files["source"]
 
 
+def test_cast_through_small_types(tmp_path):
+    f, h = TensorProto.FLOAT, TensorProto.FLOAT16
+    x = np.array([0.0, -0.0, 0.3, -1.7, 2.5, 7.9, -9.2, 300.0, 500.0, 6e4, 1e5, np.inf, -np.inf, np.nan], np.float32)
+    nodes, outputs = [], []
+    for to in (TensorProto.FLOAT8E4M3FN, TensorProto.FLOAT8E4M3FNUZ, TensorProto.FLOAT8E5M2, TensorProto.FLOAT8E5M2FNUZ,
+               TensorProto.FLOAT4E2M1, TensorProto.INT4, TensorProto.UINT4, TensorProto.INT2, TensorProto.UINT2):
+        label = TensorProto.DataType.Name(to).lower()
+        nodes += [helper.make_node("Cast", ["x"], [label], to=to),
+                  helper.make_node("Cast", [label], [f"{label}_back"], to=f),
+                  helper.make_node("Cast", ["x16"], [f"{label}_from_half"], to=to),
+                  helper.make_node("Reshape", [label, "shape"], [f"{label}_moved"])]
+        outputs += [(label, to, [14]), (f"{label}_back", f, [14]), (f"{label}_from_half", to, [14]),
+                    (f"{label}_moved", to, [2, 7])]
+        if to in (TensorProto.FLOAT8E4M3FN, TensorProto.FLOAT8E5M2):
+            nodes.append(helper.make_node("Cast", ["x"], [f"{label}_unsaturated"], to=to, saturate=0))
+            outputs.append((f"{label}_unsaturated", to, [14]))
+    nodes.append(helper.make_node("Cast", ["int4"], ["int4_to_int8"], to=TensorProto.INT8))
+    outputs.append(("int4_to_int8", TensorProto.INT8, [14]))
+    model = _model(nodes, [("x", f, [14]), ("x16", h, [14])], outputs,
+                   [numpy_helper.from_array(np.array([2, 7], np.int64), "shape")], opset=25)
+    results, _ = _run(tmp_path, model, {"x": x, "x16": x.astype(np.float16)})
+    for name, (got, want) in results.items():
+        np.testing.assert_array_equal(got.view(np.uint8) if got.dtype.itemsize == 1 else got,
+                                      want.view(np.uint8) if want.dtype.itemsize == 1 else want, err_msg=name)
+
+
+def test_packed_initializers_are_refused(tmp_path):
+    packed = helper.make_tensor("w", TensorProto.INT4, [3], [1, -2, 3])
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("Cast", ["w"], ["y"], to=TensorProto.FLOAT)], "t", [],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])], [packed]),
+        opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+    with pytest.raises(CodegenError, match=r"initializer 'w' is int4, packed several to a byte"):
+        _generate(tmp_path, model)
+
+
 def test_narrow_initializers_from_raw_and_typed_data(tmp_path):
     values = np.array([1.0, -2.5, 65504.0, 6e-8, np.inf, np.nan], np.float16)
     raw = numpy_helper.from_array(values, "raw")
@@ -353,7 +439,8 @@ def test_float16_bits_out_of_range_are_refused(tmp_path):
     del bad.int32_data[:]
     bad.int32_data.extend([0x3C00, 70000])
     model = helper.make_model(helper.make_graph(
-        [helper.make_node("Add", ["x", "w"], ["y"])], "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [2])],
+        [helper.make_node("Add", ["x", "w"], ["y"])], "t",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [2])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [2])], [bad]),
         opset_imports=[helper.make_opsetid("", OPSET)], ir_version=10)
     with pytest.raises(CodegenError, match=r"initializer 'w' is float16 but holds the value 70000"):

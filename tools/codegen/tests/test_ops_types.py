@@ -296,8 +296,7 @@ def test_castlike_and_cast_in_a_graph(tmp_path):
     check(tmp_path, nodes, {"x": x, "like": like}, ["i16", "back"])
 
 
-@pytest.mark.parametrize("to", [onnx.TensorProto.STRING,
-                                onnx.TensorProto.FLOAT8E4M3FN, onnx.TensorProto.INT4])
+@pytest.mark.parametrize("to", [onnx.TensorProto.STRING, onnx.TensorProto.FLOAT8E8M0])
 def test_cast_to_unsupported_type_is_refused(tmp_path, to):
     model = make_model([helper.make_node("Cast", ["x"], ["y"], name="c", to=to)], {"x": values(np.float32, (2,))},
                        ["y"])

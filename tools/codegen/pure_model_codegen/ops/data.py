@@ -24,8 +24,8 @@ def _strides(shape):
 def literal(value, dtype):
     """A C++ literal of `value` in the element type `dtype`."""
     value = np.asarray(value).astype(ir.numpy_type(dtype)).reshape(-1)[0]
-    if ir.is_narrow_float(dtype):
-        return cpp.narrow_float_literal(value, dtype)
+    if ir.is_storage(dtype):
+        return cpp.storage_literal(value, dtype)
     if dtype == 1:
         return cpp.float_literal(value)
     if dtype == 11:

@@ -41,8 +41,8 @@ def _computed(value):
 
 def literal(value, dtype):
     """A C++ literal of `value` in element type `dtype`."""
-    if ir.is_narrow_float(dtype):
-        return cpp.narrow_float_literal(value, dtype)
+    if ir.is_storage(dtype):
+        return cpp.storage_literal(value, dtype)
     if dtype == 1:
         return cpp.float_literal(value)
     if dtype == 11:
@@ -642,8 +642,9 @@ def _make_binary(op_type, dtypes, code, fn, out_dtype):
         values = [v.reshape(s) for v, s in zip(values, _operand_shapes(node, [v.shape for v in values]))]
         result = values[0]
         for v in values[1:]:
-            # Variadic ops round each partial result into the element type, as the generated code stores it.
-            result = _computed(np.asarray(fn(result, v, node)).astype(dtype)) if out_dtype is None else fn(result, v, node)
+            result = fn(result, v, node)
+            if out_dtype is None:  # each partial result rounds into the element type, as the code stores it
+                result = _computed(np.asarray(result).astype(dtype))
         if op_type == "Mean":
             result = result / len(values)
         return [np.asarray(result).astype(ir.numpy_type(out_dtype) if out_dtype else dtype)]
