@@ -46,6 +46,11 @@ def _pure_model_codegen_impl(ctx):
         map_each = _input_shape_flag,
         before_each = "--input_shape",
     )
+    args.add_all(
+        sorted(ctx.attr.input_values.items()),
+        map_each = _input_shape_flag,
+        before_each = "--input_value",
+    )
     args.add("--out_header", header)
     args.add("--out_source", ctx.outputs.source)
     args.add("--out_descriptor", ctx.outputs.descriptor)
@@ -89,8 +94,9 @@ def _repo_relative_path(file):
     return path.split("/", 2)[2] if path.startswith("../") else path
 
 def _input_shape_flag(item):
-    name, dims = item
-    return "%s=%s" % (name, dims)
+    # NAME=VALUES, for --input_shape and --input_value alike.
+    name, values = item
+    return "%s=%s" % (name, values)
 
 pure_model_codegen = rule(
     implementation = _pure_model_codegen_impl,
@@ -109,6 +115,11 @@ that instead.""",
         "descriptor": attr.output(mandatory = True, doc = "The harness descriptor source to write."),
         "header": attr.output(mandatory = True, doc = "The header to write."),
         "input_shapes": attr.string_dict(doc = "Input name -> comma-separated dimensions, binding dynamic dimensions."),
+        "input_values": attr.string_dict(
+            doc = """Input name -> comma-separated values, binding inputs at generation time: each
+becomes a constant of the model and leaves `Run()`'s parameters. The count and type of the values
+must fit the input's declared shape and element type.""",
+        ),
         "library_name": attr.string(mandatory = True, doc = "Name of the cc_library the sources are for."),
         "model": attr.label(
             mandatory = True,

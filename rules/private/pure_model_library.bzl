@@ -22,6 +22,7 @@ def pure_model_library(
         name,
         model,
         input_shapes = {},
+        input_values = {},
         namespace = None,
         class_name = None,
         copts = ["-O3"],
@@ -78,6 +79,12 @@ def pure_model_library(
       input_shapes: Binds dynamic input dimensions, input name to comma-separated
         dimensions: `{"x": "1,3,224,224"}`. A model with a dynamic dimension left unbound fails
         the build, naming the input and the dimension.
+      input_values: Binds inputs that are configuration rather than data at generation time,
+        input name to comma-separated values: `{"sr": "16000"}`. Each becomes a constant of the
+        model (branches it selects are chosen at generation time, shapes it gives are known), is
+        no parameter of `Run()` nor an input of the tools, and the header documents its value.
+        The count and type of the values must fit the input's declared shape and element type
+        (one dynamic dimension is taken from the count; `input_shapes` may give the shape).
       namespace: C++ namespace of the class. Default: the package path with `/` as `::`
         (and `-`, `.` as `_`); `pure_model` in the root package.
       class_name: C++ class name. Default: `name` in CamelCase (`det_v2` gives `DetV2`).
@@ -96,6 +103,7 @@ def pure_model_library(
         name = name + "_codegen",
         model = model,
         input_shapes = input_shapes,
+        input_values = input_values,
         namespace = namespace,
         class_name = class_name,
         library_name = name,
@@ -140,6 +148,7 @@ def pure_model_library(
         name = name + "_profiled_codegen",
         model = model,
         input_shapes = input_shapes,
+        input_values = input_values,
         namespace = namespace,
         class_name = class_name,
         library_name = name,
@@ -182,6 +191,7 @@ def pure_model_library(
             name = name + "_testdata",
             model = model,
             input_shapes = input_shapes,
+        input_values = input_values,
             tags = tags,
             visibility = ["//visibility:private"],
         )

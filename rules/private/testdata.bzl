@@ -5,6 +5,7 @@ def _pure_model_testdata_impl(ctx):
     args = ctx.actions.args()
     args.add("--model", ctx.file.model)
     args.add_all(sorted(ctx.attr.input_shapes.items()), map_each = _input_shape_flag, before_each = "--input_shape")
+    args.add_all(sorted(ctx.attr.input_values.items()), map_each = _input_shape_flag, before_each = "--input_value")
     args.add("--seed", ctx.attr.seed)
     args.add("--out_dir", out.path)
     ctx.actions.run(
@@ -18,6 +19,7 @@ def _pure_model_testdata_impl(ctx):
     return [DefaultInfo(files = depset([out]), runfiles = ctx.runfiles(files = [out]))]
 
 def _input_shape_flag(item):
+    # NAME=VALUES, for --input_shape and --input_value alike.
     return "%s=%s" % item
 
 pure_model_testdata = rule(
@@ -26,6 +28,9 @@ pure_model_testdata = rule(
 computes from them, as `inputs/*.npy` and `expected/*.npy` in one directory.""",
     attrs = {
         "input_shapes": attr.string_dict(doc = "Input name -> comma-separated dimensions."),
+        "input_values": attr.string_dict(
+            doc = "Input name -> comma-separated values of inputs the generated model binds; they get no file.",
+        ),
         "model": attr.label(mandatory = True, allow_single_file = [".onnx"], doc = "The ONNX model file."),
         "seed": attr.int(default = 0, doc = "Seed of the random inputs."),
         "_make_testdata": attr.label(

@@ -120,6 +120,23 @@ def _overrides_test_impl(ctx):
 
 _overrides_test = analysistest.make(_overrides_test_impl, config_settings = _X86_64)
 
+def _input_values_test_impl(ctx):
+    # Every action that reads the model binds the same inputs: the library's, the profiled copy's
+    # and the reference data's (which must leave the bound inputs out of the test's files).
+    env = analysistest.begin(ctx)
+    actions = analysistest.target_actions(env)
+    asserts.equals(env, [ctx.attr.mnemonic], [a.mnemonic for a in actions], "action mnemonics")
+    argv = actions[0].argv if actions else []
+    asserts.equals(env, ["batch_norm=0.5", "z=1,2"], _flag_values(argv, "--input_value"), "--input_value")
+    asserts.equals(env, ["features=1,64"], _flag_values(argv, "--input_shape"), "--input_shape")
+    return analysistest.end(env)
+
+_input_values_test = analysistest.make(
+    _input_values_test_impl,
+    attrs = {"mnemonic": attr.string(doc = "The one action the target under test registers.")},
+    config_settings = _X86_64,
+)
+
 def _cpu_test_impl(ctx):
     env = analysistest.begin(ctx)
     info = analysistest.target_under_test(env)[PureModelInfo]
@@ -204,6 +221,14 @@ def codegen_test_suite(name):
         test = False,
         tags = ["manual"],
     )
+    # Inputs bound to values at generation time (input_values), unordered.
+    pure_model_library(
+        name = "bound_inputs",
+        model = Label("//examples/mlp:mlp.onnx"),
+        input_shapes = {"features": "1,64"},
+        input_values = {"z": "1,2", "batch_norm": "0.5"},
+        tags = ["manual"],
+    )
     pure_model_library(
         name = "renamed",
         model = Label("//examples/mlp:mlp.onnx"),
@@ -261,6 +286,13 @@ def codegen_test_suite(name):
         "codegen_cpu_x86_64_test": (_cpu_x86_64_test, mlp, {"expected_cpu": "x86_64"}),
         "codegen_cpu_generic_test": (_cpu_generic_test, mlp, {"expected_cpu": "generic"}),
         "library_headers_test": (_library_test, ":two_layer_mlp", {}),
+        "codegen_input_values_test": (_input_values_test, ":bound_inputs_codegen", {"mnemonic": "PureModelCodegen"}),
+        "codegen_profiled_input_values_test": (
+            _input_values_test,
+            ":bound_inputs_profiled_codegen",
+            {"mnemonic": "PureModelCodegen"},
+        ),
+        "testdata_input_values_test": (_input_values_test, ":bound_inputs_testdata", {"mnemonic": "PureModelReference"}),
         "codegen_rejects_non_onnx_model_test": (
             _failure_test,
             ":not_a_model_codegen",

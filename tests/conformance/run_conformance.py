@@ -8,6 +8,8 @@ Every case of onnx's backend test suite of the kinds `node`, `simple`, `pytorch-
 `pytorch-operator` gets one status:
 
   pass                        every output of every test data set matches the expected one
+  pass bound-input:<names>    the same, once those graph inputs were bound to their test data
+                              values at generation time after a dynamic-data refusal
   unsupported <reason>        the generator refused the model with a CodegenError (the expected
                               outcome for what it does not implement); <reason> is a category
                               such as unsupported-op:Hardmax, unsupported-dtype:int64,
@@ -258,14 +260,61 @@ def _on_alarm(signum, frame):
     raise _CodegenTimeout()
 
 
-def _generate(model_path, shapes, namespace, header_include):
+def _generate(model_path, shapes, namespace, header_include, bound=None):
+    from pure_model_codegen import frontend
+
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.setitimer(signal.ITIMER_REAL, _OPTIONS.codegen_timeout)
     try:
         return cli.generate_files(model_path, shapes, cpu="generic", namespace=namespace, class_name="Net",
-                                  header_include=header_include, model_label=model_path)
+                                  header_include=header_include, model_label=model_path,
+                                  input_values={n: frontend.value_texts(v) for n, v in (bound or {}).items()})
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _same_in_every_set(sets, position):
+    """The value of graph input `position` when every test data set gives it the same one, else None."""
+    values = [ins[position] if position < len(ins) else None for ins, _ in sets]
+    first = values[0]
+    if not isinstance(first, np.ndarray):
+        return None
+    for value in values[1:]:
+        if (not isinstance(value, np.ndarray) or value.dtype != first.dtype or value.shape != first.shape
+                or value.tobytes() != first.tobytes()):
+            return None
+    return first
+
+
+def _input_to_bind(error, model, sets, bound):
+    """(name, value) of the graph input to bind after a dynamic-data refusal, or None.
+
+    Candidates are the graph inputs the refused node reads, directly or through other nodes, that
+    have the same value in every test data set. Configuration rather than data comes first:
+    integer and bool inputs before float ones, then the smallest, so a reduction's `axes` is bound
+    and its data is not."""
+    node = error.node
+    if node is None:
+        return None
+    producers = {out: proto for proto in model.graph.node for out in proto.output if out}
+    initializers = {init.name for init in model.graph.initializer}
+    positions = {vi.name: i for i, vi in enumerate(model.graph.input) if vi.name not in initializers}
+    seen, stack, candidates = set(), [n for n in node.inputs if n], []
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in positions and name not in bound:
+            value = _same_in_every_set(sets, positions[name])
+            if value is not None:
+                candidates.append((value.dtype.kind in "fc", value.size, name, value))
+        elif name in producers:
+            stack.extend(n for n in producers[name].input if n)
+    if not candidates:
+        return None
+    _, _, name, value = min(candidates, key=lambda c: c[:3])
+    return name, value
 
 
 def prepare_case(index):
@@ -289,6 +338,8 @@ def prepare_case(index):
     # The generator takes the graph inputs that are not initializers, in order: so do the runs.
     variants = {}  # input shapes -> unit
     units = []
+    # Graph inputs bound at generation time after a dynamic-data refusal (see _input_to_bind).
+    bound = {}
     for number, (ins, outs) in enumerate(sets):
         if len(ins) > len(model.graph.input):
             return index, ("fail:harness", f"{len(ins)} inputs for {len(model.graph.input)} graph inputs"), []
@@ -300,10 +351,22 @@ def prepare_case(index):
             unit_dir = os.path.join(work, unit_name)
             os.makedirs(unit_dir, exist_ok=True)
             header = os.path.relpath(os.path.join(unit_dir, "model.h"), _OPTIONS.workdir)
+            refusal = None
             try:
-                files = _generate(model_path, shapes, unit_name, header)
-            except CodegenError as e:
-                return index, ("unsupported", classify_codegen_error(e, model)), []
+                while True:
+                    try:
+                        files = _generate(model_path, shapes, unit_name, header, bound)
+                        break
+                    except CodegenError as e:
+                        reason = classify_codegen_error(e, model)
+                        refusal = refusal or reason
+                        binding = _input_to_bind(e, model, sets, bound) if category(
+                            "unsupported", reason) == "dynamic-data" else None
+                        if binding is None:
+                            # Refused even with inputs bound: the case stays refused for what it
+                            # was refused for first.
+                            return index, ("unsupported", refusal), []
+                        bound[binding[0]] = binding[1]
             except _CodegenTimeout:
                 return index, ("fail:timeout", f"code generation took over {_OPTIONS.codegen_timeout:g} s"), []
             except RecursionError:
@@ -315,9 +378,10 @@ def prepare_case(index):
                           "w", encoding="utf-8") as f:
                     f.write(files[kind])
             variants[key] = dict(case=index, name=unit_name, dir=unit_dir, runs=[],
-                                 source_bytes=len(files["source"]))
+                                 source_bytes=len(files["source"]), bound=sorted(bound))
             units.append(variants[key])
         unit = variants[key]
+        feeds = [(name, value) for name, value in feeds if name not in unit["bound"]]
         run_dir = os.path.join(unit["dir"], f"set{number}")
         os.makedirs(run_dir, exist_ok=True)
         for i, (_, value) in enumerate(feeds):
@@ -511,6 +575,9 @@ def _run_units(binary, units):
             status = _run_one(binary, slot, run_dir, case.rtol, case.atol)
             if status[0] != "pass":
                 break
+        if status[0] == "pass" and unit["bound"]:
+            # Passes only with these inputs fixed at generation time: say so.
+            status = ("pass", "bound-input:" + ",".join(unit["bound"]))
         previous = results.get(unit["case"])
         if previous is None or previous[0] == "pass":
             results[unit["case"]] = status

@@ -1,6 +1,6 @@
 """Command line of the generator, as the PureModelCodegen Bazel action runs it.
 
-    python3 -m pure_model_codegen --model=m.onnx --input_shape=x=1,3,224,224 --cpu=x86_64 \
+    python3 -m pure_model_codegen --model=m.onnx --input_shape=x=1,3,224,224 [--input_value=sr=16000] --cpu=x86_64 \
         --namespace=examples::cnn --class_name=Cnn --header_include=examples/cnn/cnn.h \
         --out_header=... --out_source=... --out_descriptor=... [--profile_steps]
 
@@ -23,6 +23,8 @@ from pure_model_codegen.errors import CodegenError, one_line
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "The ONNX model file.")
 flags.DEFINE_multi_string("input_shape", [], "NAME=D0,D1,... binds the dimensions of input NAME.")
+flags.DEFINE_multi_string("input_value", [], "NAME=V0,V1,... binds input NAME to these values at generation time: "
+                          "it becomes a constant and leaves Run()'s parameters.")
 flags.DEFINE_enum("cpu", "generic", ["generic", "x86_64", "aarch64"], "The target CPU to specialise for.")
 flags.DEFINE_string("namespace", "pure_model", "C++ namespace of the generated class.")
 flags.DEFINE_string("class_name", "Model", "Name of the generated C++ class.")
@@ -37,9 +39,9 @@ flags.DEFINE_string("out_report", None, "Where to write the JSON build report (o
 
 
 def generate_files(model_path, input_shapes, *, cpu, namespace, class_name, header_include, model_label,
-                   profile_steps=False):
+                   profile_steps=False, input_values=None):
     try:
-        graph = frontend.import_model(model_path, input_shapes)
+        graph = frontend.import_model(model_path, input_shapes, input_values)
         graph = passes.run_all(graph)
         return emit.generate(graph, namespace=namespace, class_name=class_name, header_include=header_include,
                              model_label=model_label, cpu=cpu, profile_steps=profile_steps)
@@ -67,7 +69,8 @@ def main(argv):
         files = generate_files(
             FLAGS.model, frontend.parse_input_shapes(FLAGS.input_shape), cpu=FLAGS.cpu, namespace=FLAGS.namespace,
             class_name=FLAGS.class_name, header_include=FLAGS.header_include,
-            model_label=FLAGS.model_label or FLAGS.model, profile_steps=FLAGS.profile_steps)
+            model_label=FLAGS.model_label or FLAGS.model, profile_steps=FLAGS.profile_steps,
+            input_values=frontend.parse_input_values(FLAGS.input_value))
     except CodegenError as e:
         if e.model_path is None:
             e.model_path = FLAGS.model_label or FLAGS.model

@@ -136,6 +136,14 @@ class EmitContext:
         return name
 
 
+def _shown_values(tensor, limit=16):
+    """The values of a bound input as the header documents them: the first `limit`, then a count."""
+    flat = np.asarray(tensor.value).reshape(-1)
+    items = [str(v).lower() if tensor.dtype == 9 else repr(v.item()) for v in flat[:limit]]
+    more = f", ... ({flat.size} values)" if flat.size > limit else ""
+    return "{" + ", ".join(items) + more + "}"
+
+
 def _describe_step(node, graph):
     ins = ", ".join(f"'{n}' {graph.tensor(n).describe()}" for n in node.inputs if n)
     outs = ", ".join(f"'{n}' {graph.tensor(n).describe()}" for n in node.outputs if n)
@@ -178,6 +186,8 @@ def generate(graph, *, namespace, class_name, header_include, model_label, cpu, 
         )
 
     inputs = [io_entry(n, "input", i) for i, n in enumerate(graph.inputs)]
+    bound = [dict(onnx_name=cpp.comment_text(name), describe=tensor.describe(), values=_shown_values(tensor))
+             for name, tensor in graph.bound_inputs.items()]
     outputs = [io_entry(n, "output", i) for i, n in enumerate(graph.outputs)]
 
     tensor_vars, activations = {}, []
@@ -259,6 +269,7 @@ def generate(graph, *, namespace, class_name, header_include, model_label, cpu, 
         inputs=inputs, outputs=outputs, arena_bytes=plan.arena_bytes, weight_bytes=ctx.weight_bytes, cpu=cpu,
         guard=guard, opsets=sorted(graph.opsets.items()), profile=profile, steps=steps,
         narrow_float_io=any(ir.is_storage(graph.tensor(e["tensor"]).dtype) for e in inputs + outputs),
+        bound=bound,
     )
     files = {
         "header": _template("model.h.mako").render(**common),

@@ -5,6 +5,7 @@ inputs fully shaped); everything about the *operators* is checked by the op modu
 """
 
 import os
+import re
 
 import numpy as np
 import onnx
@@ -28,16 +29,100 @@ def parse_shape_spec(spec):
     return dims
 
 
-def parse_input_shapes(specs):
-    shapes = {}
+def _named_specs(specs, flag, form):
+    """{name: text} of NAME=TEXT flags; a name may hold '=' (the last one separates)."""
+    named = {}
     for spec in specs:
-        name, sep, dims = spec.rpartition("=")
+        name, sep, text = spec.rpartition("=")
         if not sep or not name:
-            raise CodegenError(f"--input_shape '{spec}' must look like NAME=D0,D1,...")
-        if name in shapes:
-            raise CodegenError(f"--input_shape names input '{name}' twice")
-        shapes[name] = parse_shape_spec(dims)
-    return shapes
+            raise CodegenError(f"--{flag} '{spec}' must look like {form}")
+        if name in named:
+            raise CodegenError(f"--{flag} names input '{name}' twice")
+        named[name] = text
+    return named
+
+
+def parse_input_shapes(specs):
+    return {name: parse_shape_spec(dims)
+            for name, dims in _named_specs(specs, "input_shape", "NAME=D0,D1,...").items()}
+
+
+def parse_input_values(specs):
+    """Parses ["sr=16000", "axes=0,2"] into {"sr": ["16000"], "axes": ["0", "2"]} (texts, read once
+    the input's element type is known)."""
+    return {name: [v.strip() for v in text.split(",")] if text.strip() else []
+            for name, text in _named_specs(specs, "input_value", "NAME=V0,V1,...").items()}
+
+
+def value_texts(array):
+    """The texts of parse_input_values for a numpy array: exact, so that binding an input to an
+    array's texts binds it to that array (floats are written as the shortest repr that reads back)."""
+    flat = np.asarray(array).reshape(-1)
+    if flat.dtype == np.bool_:
+        return ["1" if v else "0" for v in flat]
+    if np.issubdtype(flat.dtype, np.integer):
+        return [str(int(v)) for v in flat]
+    return [repr(float(v)) for v in flat]
+
+
+def _parse_value(text, dtype, name):
+    """One element of a bound input, as the input's element type; a CodegenError if it does not fit."""
+    np_type = ir.numpy_type(dtype)
+    kind = ir.dtype_name(dtype)
+    if np_type == np.bool_:
+        lowered = text.lower()
+        if lowered in ("1", "true"):
+            return True
+        if lowered in ("0", "false"):
+            return False
+        raise CodegenError(f"input_values gives bool input '{name}' the value '{text}'; use 0, 1, true or false")
+    if np.issubdtype(np_type, np.integer):
+        try:
+            value = int(text, 0) if re.fullmatch(r"[+-]?0[xX][0-9a-fA-F]+", text) else int(text)
+        except ValueError:
+            raise CodegenError(f"input_values gives {kind} input '{name}' the value '{text}', which is not an "
+                               "integer") from None
+        info = np.iinfo(np_type)
+        if not info.min <= value <= info.max:
+            raise CodegenError(f"input_values gives {kind} input '{name}' the value {value}, outside "
+                               f"[{info.min}, {info.max}]")
+        return value
+    try:
+        value = float(text)
+    except ValueError:
+        raise CodegenError(f"input_values gives {kind} input '{name}' the value '{text}', which is not a "
+                           "number") from None
+    if np.isfinite(value) and abs(value) > float(np.finfo(np_type).max):
+        raise CodegenError(f"input_values gives {kind} input '{name}' the value {text}, beyond the range of {kind}")
+    return value
+
+
+def _bound_value(value_info, dtype, shape_spec, texts):
+    """The constant that a bound input becomes: its values in the shape the model declares (or
+    `shape_spec` binds); one unknown dimension is taken from the number of values."""
+    name = value_info.name
+    dims, _ = _static_dims(value_info)
+    if shape_spec is not None:
+        dims = list(shape_spec)
+    elif dims is None:
+        dims = [None] if len(texts) != 1 else []
+    unknown = [i for i, d in enumerate(dims) if d is None]
+    count = len(texts)
+    if len(unknown) > 1:
+        raise CodegenError(f"input_values binds input '{name}', which has {len(unknown)} dynamic dimensions; bind "
+                           f"its shape too with input_shapes")
+    if unknown:
+        known = int(np.prod([d for d in dims if d is not None], dtype=np.int64))
+        if known == 0 or count % known:
+            raise CodegenError(f"input_values gives input '{name}' {count} values, which do not fill its shape "
+                               f"[{','.join('?' if d is None else str(d) for d in dims)}]")
+        dims[unknown[0]] = count // known
+    shape = ir.check_shape(dims, f"input '{name}'")
+    if int(np.prod(shape, dtype=np.int64)) != count:
+        raise CodegenError(f"input_values gives input '{name}' {count} values, but its shape "
+                           f"[{','.join(map(str, shape))}] holds {int(np.prod(shape, dtype=np.int64))}")
+    values = [_parse_value(t, dtype, name) for t in texts]
+    return np.asarray(np.array(values, dtype=ir.numpy_type(dtype)).reshape(shape), order="C")
 
 
 def load_model(path):
@@ -325,9 +410,15 @@ def _declared_output(value_info):
     return dtype, [d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim]
 
 
-def import_model(path, input_shapes=None):
-    """Loads the ONNX file at `path` and returns an ir.Graph with every input dimension bound."""
+def import_model(path, input_shapes=None, input_values=None):
+    """Loads the ONNX file at `path` and returns an ir.Graph with every input dimension bound.
+
+    `input_values` ({name: [value texts]}, see parse_input_values) turns inputs into constants:
+    configuration the model takes as an input (a sample rate, the axes of a reduction) becomes
+    known at generation time, and the input leaves Run()'s parameters.
+    """
     input_shapes = dict(input_shapes or {})
+    input_values = dict(input_values or {})
     model, opsets, values = load_model(path)
     graph = model.graph
     model_dir = os.path.dirname(os.path.abspath(path))
@@ -338,7 +429,7 @@ def import_model(path, input_shapes=None):
         value = np.asarray(values[init.name], order="C")
         tensors[init.name] = ir.Tensor(init.name, init.data_type, tuple(value.shape), value)
 
-    inputs = []
+    inputs, bound_inputs = [], {}
     for value_info in graph.input:
         if value_info.name in tensors:  # IR < 4 models list initializers among the inputs
             continue
@@ -351,6 +442,20 @@ def import_model(path, input_shapes=None):
                 f"{tensor_data.type_name(elem_type)}",
                 model_path=path,
             )
+        if value_info.name in input_values:
+            try:
+                shape_spec = input_shapes.pop(value_info.name, None)
+                if shape_spec is not None:
+                    _bind_input(path, value_info, shape_spec)
+                value = _bound_value(value_info, elem_type, shape_spec, input_values.pop(value_info.name))
+                if value_info.type.tensor_type.HasField("shape"):
+                    _bind_input(path, value_info, value.shape)
+            except CodegenError as e:
+                e.model_path = path
+                raise
+            tensors[value_info.name] = ir.Tensor(value_info.name, elem_type, tuple(value.shape), value)
+            bound_inputs[value_info.name] = tensors[value_info.name]
+            continue
         shape = _bind_input(path, value_info, input_shapes.pop(value_info.name, None))
         try:
             shape = ir.check_shape(shape, f"input '{value_info.name}'")
@@ -359,6 +464,12 @@ def import_model(path, input_shapes=None):
             raise
         tensors[value_info.name] = ir.Tensor(value_info.name, elem_type, shape)
         inputs.append(value_info.name)
+    if input_values:
+        raise CodegenError(
+            f"input_values names {', '.join(sorted(input_values))}, which the model does not have as inputs "
+            f"(its inputs: {', '.join(inputs + list(bound_inputs)) or 'none'})",
+            model_path=path,
+        )
     if input_shapes:
         raise CodegenError(
             f"input_shapes names {', '.join(sorted(input_shapes))}, which the model does not have as inputs "
@@ -381,5 +492,5 @@ def import_model(path, input_shapes=None):
         raise CodegenError("the graph has no outputs", model_path=path)
     return ir.Graph(
         model_path=path, inputs=inputs, outputs=outputs, nodes=nodes, tensors=tensors, opsets=opsets,
-        declared_outputs={o.name: _declared_output(o) for o in graph.output},
+        declared_outputs={o.name: _declared_output(o) for o in graph.output}, bound_inputs=bound_inputs,
     )

@@ -79,17 +79,19 @@ int main(int argc, char** argv) {
 """
 
 
-def run_generated(model_path, feeds, expected, workdir, input_shapes=None):
+def run_generated(model_path, feeds, expected, workdir, input_shapes=None, input_values=None):
     """Generates C++ for the model, compiles it with g++ and runs it on `feeds` (any element type).
 
-    `expected` (one array per graph output) gives each output's dtype and shape. Returns the
+    `expected` (one array per graph output) gives each output's dtype and shape; `input_values`
+    ({name: array}) binds those inputs at generation time (they are not in `feeds`). Returns the
     outputs as arrays and the generated files. PURE_MODEL_TEST_CXXFLAGS adds compiler flags
     (e.g. sanitizers).
     """
-    from pure_model_codegen import ir
+    from pure_model_codegen import frontend, ir
 
     files = cli.generate_files(model_path, input_shapes or {k: v.shape for k, v in feeds.items()}, cpu="generic",
-                               namespace="t", class_name="Model", header_include="model.h", model_label="test")
+                               namespace="t", class_name="Model", header_include="model.h", model_label="test",
+                               input_values={k: frontend.value_texts(v) for k, v in (input_values or {}).items()})
     for key, name in (("header", "model.h"), ("source", "model.cc")):
         with open(os.path.join(workdir, name), "w") as f:
             f.write(files[key])
@@ -123,13 +125,16 @@ def run_generated(model_path, feeds, expected, workdir, input_shapes=None):
     return got, files
 
 
-def compile_and_run(model_path, feeds, input_shapes=None, workdir=None):
-    """(generated outputs, reference evaluator's outputs, generated files), by output name."""
+def compile_and_run(model_path, feeds, input_shapes=None, workdir=None, input_values=None):
+    """(generated outputs, reference evaluator's outputs, generated files), by output name.
+
+    `input_values` ({name: array}) are bound at generation time; the reference evaluator gets them
+    as inputs."""
     workdir = workdir or tempfile.mkdtemp(prefix="pure_model_test_")
     model = onnx.load(model_path)
     outputs = [o.name for o in model.graph.output]
-    expected = ReferenceEvaluator(model).run(None, feeds)
-    got, files = run_generated(model_path, feeds, expected, workdir, input_shapes)
+    expected = ReferenceEvaluator(model).run(None, {**feeds, **(input_values or {})})
+    got, files = run_generated(model_path, feeds, expected, workdir, input_shapes, input_values)
     return dict(zip(outputs, got)), dict(zip(outputs, expected)), files
 
 

@@ -21,6 +21,10 @@ namespace ${namespace} {
 // heap storage to the stack for big models.
 class ${class_name} {
  public:
+% for b in bound:
+  // Input '${b["onnx_name"]}' is bound at generation time (input_values) to ${b["describe"]} ${b["values"]};
+  // Run() does not take it.
+% endfor
 % for io in inputs + outputs:
   // ${io["kind"].capitalize()} ${io["index"]} '${io["onnx_name"]}': ${io["dtype"]}[${", ".join(str(d) for d in io["shape"])}]
   static constexpr std::array<std::int64_t, ${io["rank"]}> ${io["shape_const"]} = {${", ".join(str(d) for d in io["shape"])}};
