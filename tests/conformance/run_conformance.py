@@ -290,16 +290,39 @@ def _input_to_bind(error, model, sets, bound):
     """(name, value) of the graph input to bind after a dynamic-data refusal, or None.
 
     Candidates are the graph inputs the refused node reads, directly or through other nodes, that
-    have the same value in every test data set. Configuration rather than data comes first:
-    integer and bool inputs before float ones, then the smallest, so a reduction's `axes` is bound
-    and its data is not."""
+    have the same value in every test data set. One the message names comes first, then
+    configuration rather than data: integer and bool inputs before float ones, then the smallest,
+    so a reduction's `axes` is bound and its data is not."""
     node = error.node
     if node is None:
         return None
-    producers = {out: proto for proto in model.graph.node for out in proto.output if out}
+    reads = {}  # tensor -> what its producer reads, through the subgraphs of control flow too
+
+    def collect(graph):
+        names = set()
+        for proto in graph.node:
+            inputs = {n for n in proto.input if n}
+            for attr in proto.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    inputs |= collect(attr.g)
+            for out in proto.output:
+                reads[out] = inputs
+            names |= inputs
+        return names
+
+    collect(model.graph)
     initializers = {init.name for init in model.graph.initializer}
     positions = {vi.name: i for i, vi in enumerate(model.graph.input) if vi.name not in initializers}
-    seen, stack, candidates = set(), [n for n in node.inputs if n], []
+    known = set(reads) | set(positions)
+
+    def original(name):
+        # Steps inlined from a subgraph read "<node>/<branch or iteration>/<name>".
+        if name in known:
+            return name
+        suffixes = [n for n in known if name.endswith("/" + n)]
+        return max(suffixes, key=len) if suffixes else name
+
+    seen, stack, candidates = set(), [original(n) for n in node.inputs if n], []
     while stack:
         name = stack.pop()
         if name in seen:
@@ -308,12 +331,13 @@ def _input_to_bind(error, model, sets, bound):
         if name in positions and name not in bound:
             value = _same_in_every_set(sets, positions[name])
             if value is not None:
-                candidates.append((value.dtype.kind in "fc", value.size, name, value))
-        elif name in producers:
-            stack.extend(n for n in producers[name].input if n)
+                named = f"'{name}'" in error.message
+                candidates.append((not named, value.dtype.kind in "fc", value.size, name, value))
+        elif name in reads:
+            stack.extend(reads[name])
     if not candidates:
         return None
-    _, _, name, value = min(candidates, key=lambda c: c[:3])
+    *_, name, value = min(candidates, key=lambda c: c[:4])
     return name, value
 
 

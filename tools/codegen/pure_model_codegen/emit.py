@@ -11,6 +11,7 @@ import mako.template
 import numpy as np
 
 from pure_model_codegen import cpp, ir, memory, ops, report
+from pure_model_codegen.ops import control
 from pure_model_codegen.errors import CodegenError
 
 _TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
@@ -152,6 +153,10 @@ def _describe_step(node, graph):
         text += f"; includes node '{node.attrs['_folded_batchnorm']}' (BatchNormalization), folded into weights"
     if "_fused_residual" in node.attrs:
         text += f"; adds its last input as node '{node.attrs['_fused_residual']}' (Add) did"
+    for cond, value in control.guard_of(node):
+        text += f"; runs only when '{cond}' is {str(value).lower()}"
+    if "_select" in node.attrs:
+        text += "; copies the outputs of the branch its condition selects"
     if "_fused_from" in node.attrs:
         text += f"; applies the activation of node '{node.attrs['_fused_from']}'"
     return cpp.comment_text(text)
@@ -234,6 +239,9 @@ def generate(graph, *, namespace, class_name, header_include, model_label, cpu, 
             except CodegenError as e:
                 e.node = e.node or node
                 raise
+        condition = control.guard_condition(node, ctx)
+        if condition:
+            body = [f"if ({condition}) {{"] + ["  " + line for line in body] + ["}"]
         steps.append(dict(number=number, comment=_describe_step(node, graph), body=body,
                           name_literal=cpp.string_literal(f"{number}: {node.name} ({node.op_type})")))
     final_copies = []

@@ -385,7 +385,11 @@ def _bind_input(path, value_info, bound):
     return tuple(dims)
 
 
-def _attribute_value(attr, model_dir):
+def _attribute_value(attr, model_dir, opsets=None):
+    if attr.type == onnx.AttributeProto.GRAPH:
+        return _import_subgraph(attr.g, model_dir, opsets or {})
+    if attr.type == onnx.AttributeProto.GRAPHS:
+        raise CodegenError(f"attribute '{attr.name}' is a list of graphs, which is not supported")
     if attr.type == onnx.AttributeProto.TENSOR:
         return tensor_data.read(attr.t, what=f"attribute '{attr.name}'", model_dir=model_dir)
     if attr.type in (onnx.AttributeProto.SPARSE_TENSOR, onnx.AttributeProto.SPARSE_TENSORS):
@@ -399,6 +403,38 @@ def _attribute_value(attr, model_dir):
     if isinstance(value, list) and value and isinstance(value[0], bytes):
         return [v.decode("utf-8", errors="replace") for v in value]
     return value
+
+
+def _import_nodes(graph, model_dir, opsets):
+    nodes = []
+    for index, proto in enumerate(graph.node):
+        node = _shell(proto, index, opsets)
+        for attr in proto.attribute:
+            try:
+                node.attrs[attr.name] = _attribute_value(attr, model_dir, opsets)
+            except CodegenError as e:
+                e.node = e.node or node
+                raise
+        nodes.append(node)
+    return nodes
+
+
+def _import_subgraph(graph, model_dir, opsets):
+    """A control-flow body: its nodes, formal inputs, outputs and initializers (ir.Subgraph)."""
+    constants = {}
+    for init in graph.initializer:
+        value = np.asarray(tensor_data.read(init, what=f"initializer '{init.name}' of subgraph '{graph.name}'",
+                                            model_dir=model_dir), order="C")
+        constants[init.name] = ir.Tensor(init.name, init.data_type, tuple(value.shape), value)
+    if graph.sparse_initializer:
+        raise CodegenError(f"subgraph '{graph.name}' has a sparse initializer, which is not supported")
+    for info in list(graph.input) + list(graph.output):
+        if info.type.HasField("sequence_type") or info.type.HasField("optional_type") or info.type.HasField(
+                "map_type"):
+            raise CodegenError(f"subgraph '{graph.name}' input or output '{info.name}' is not a tensor")
+    return ir.Subgraph(name=graph.name, inputs=[i.name for i in graph.input if i.name not in constants],
+                       outputs=[o.name for o in graph.output], nodes=_import_nodes(graph, model_dir, opsets),
+                       constants=constants)
 
 
 def _declared_output(value_info):
@@ -477,16 +513,11 @@ def import_model(path, input_shapes=None, input_values=None):
             model_path=path,
         )
 
-    nodes = []
-    for index, proto in enumerate(graph.node):
-        node = _shell(proto, index, opsets)
-        for attr in proto.attribute:
-            try:
-                node.attrs[attr.name] = _attribute_value(attr, model_dir)
-            except CodegenError as e:
-                e.model_path, e.node = path, node
-                raise
-        nodes.append(node)
+    try:
+        nodes = _import_nodes(graph, model_dir, opsets)
+    except CodegenError as e:
+        e.model_path = path
+        raise
     outputs = [o.name for o in graph.output]
     if not outputs:
         raise CodegenError("the graph has no outputs", model_path=path)

@@ -176,6 +176,44 @@ class Node:
 
 
 @dataclasses.dataclass
+class Subgraph:
+    """The body of a control-flow node (If's branches, Loop's and Scan's bodies), as imported.
+
+    Its nodes may read tensors of the enclosing graphs by name (outer-scope references): any name
+    the subgraph does not define itself. ops/control.py inlines copies of it into the graph.
+    """
+
+    name: str
+    inputs: List[str]  # formal inputs, bound to outer tensors when inlined
+    outputs: List[str]
+    nodes: List[Node]
+    constants: Dict[str, Tensor]  # its initializers
+
+    def defined(self):
+        return set(self.inputs) | set(self.constants) | {o for n in self.nodes for o in n.outputs if o}
+
+    def outer_references(self):
+        """Names its nodes (and those of the subgraphs inside them) read from enclosing graphs."""
+        defined = self.defined()
+        names = set()
+        for node in self.nodes:
+            names.update(n for n in node.inputs if n)
+            for value in node.attrs.values():
+                if isinstance(value, Subgraph):
+                    names.update(value.outer_references())
+        return names - defined
+
+    def renamed(self, mapping):
+        """A copy whose outer-scope references are renamed by `mapping` (names it defines stay)."""
+        local = {k: v for k, v in mapping.items() if k not in self.defined()}
+        nodes = []
+        for node in self.nodes:
+            attrs = {k: (v.renamed(local) if isinstance(v, Subgraph) else v) for k, v in node.attrs.items()}
+            nodes.append(dataclasses.replace(node, inputs=[local.get(n, n) for n in node.inputs], attrs=attrs))
+        return dataclasses.replace(self, nodes=nodes)
+
+
+@dataclasses.dataclass
 class Graph:
     """The model after import: inputs and outputs in ONNX order, nodes in a valid execution order."""
 

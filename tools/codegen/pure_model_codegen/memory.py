@@ -3,7 +3,8 @@
 Graph inputs stay in the caller's buffers, graph outputs are written straight into the caller's
 output buffers, constants are read-only data, and every other tensor gets a 64-byte aligned slot
 in one arena. Two tensors share arena bytes only when their lifetimes (first write to last read,
-in step order) do not overlap. Views (Reshape, Flatten, ...) share their source's storage and
+in step order) do not overlap, or when the steps that write them never both run (the branches of
+an If decided at run time). Views (Reshape, Flatten, ...) share their source's storage and
 extend its lifetime; a view that is a graph output becomes a copy into the output buffer.
 """
 
@@ -11,6 +12,7 @@ import dataclasses
 from typing import Dict, List
 
 from pure_model_codegen import ops
+from pure_model_codegen.ops import control
 
 ALIGNMENT = 64
 
@@ -34,6 +36,12 @@ class Plan:
 
 def _align(n):
     return (n + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+
+
+def _exclusive(guard, other):
+    """Whether steps under these guards never both run: one needs a condition the other negates."""
+    negated = {(cond, not value) for cond, value in other}
+    return any(term in negated for term in guard)
 
 
 def plan(graph):
@@ -63,6 +71,7 @@ def plan(graph):
     # Lifetimes of arena tensors, in steps; an alias keeps its root alive. A step's working space
     # is one more tensor, alive during that step only.
     first, last, sizes = {}, {}, {}
+    guards = {}  # the guard of the step that defines each arena tensor (see ops/control.py)
     scratch_names = {}
     for step, node in enumerate(graph.nodes):
         op = ops.lookup(node)
@@ -72,31 +81,36 @@ def plan(graph):
             scratch_names[node.name] = name
             first[name] = last[name] = step
             sizes[name] = scratch_bytes
+            guards[name] = control.guard_of(node)
         for name in node.outputs:
             root = alias_of.get(name, name)
             if name and root not in storage:  # inputs, outputs and constants live elsewhere
-                first.setdefault(root, step)
+                if root not in first:
+                    first[root] = step
+                    guards[root] = control.guard_of(node)
                 last[root] = max(last.get(root, step), step)
-        for name in node.inputs:
+        for name in list(node.inputs) + [cond for cond, _ in control.guard_of(node)]:
             if name:
                 root = alias_of.get(name, name)
                 if root in first:
                     last[root] = step
 
-    placed = []  # (offset, size, first, last)
+    placed = []  # (offset, size, first, last, guard)
     arena_bytes = 0
     for name in first:
         sizes.setdefault(name, graph.tensor(name).nbytes if name in graph.tensors else 0)
     order = sorted(first, key=lambda n: (-sizes[n], first[n], n))
     for name in order:
         size = _align(max(sizes[name], 1))
-        busy = sorted((o, s) for o, s, f, l in placed if not (l < first[name] or last[name] < f))
+        # Tensors of the two branches of a run-time If never both hold data: they may share bytes.
+        busy = sorted((o, s) for o, s, f, l, g in placed
+                      if not (l < first[name] or last[name] < f or _exclusive(g, guards[name])))
         offset = 0
         for o, s in busy:
             if offset + size <= o:
                 break
             offset = max(offset, o + s)
-        placed.append((offset, size, first[name], last[name]))
+        placed.append((offset, size, first[name], last[name], guards[name]))
         storage[name] = Storage("arena", offset=offset)
         arena_bytes = max(arena_bytes, offset + size)
     for name, root in alias_of.items():

@@ -20,8 +20,19 @@ def op_version(node):
         raise CodegenError(f"ai.onnx has no {node.op_type} at opset {node.opset}", node=node) from None
 
 
+def _all_nodes(nodes):
+    """The nodes and, depth first, those of the subgraphs in their attributes."""
+    from pure_model_codegen import ir
+
+    for node in nodes:
+        yield node
+        for value in node.attrs.values():
+            if isinstance(value, ir.Subgraph):
+                yield from _all_nodes(value.nodes)
+
+
 def run(graph):
-    for node in graph.nodes:
+    for node in _all_nodes(graph.nodes):
         op = ops.lookup(node)
         version = op_version(node)
         if op.max_version is not None and version > op.max_version:

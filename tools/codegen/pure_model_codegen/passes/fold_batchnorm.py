@@ -9,6 +9,7 @@ has no other reader and is not a graph output.
 import numpy as np
 
 from pure_model_codegen import ir
+from pure_model_codegen.ops import control
 from pure_model_codegen.ops.normalization import batchnorm_scale_shift
 
 
@@ -22,7 +23,8 @@ def run(graph):
         source = node.inputs[0]
         conv = producers.get(source)
         if (conv is None or conv.op_type != "Conv" or conv.domain or len(consumers.get(source, [])) != 1
-                or source in graph.outputs or "_fused_activation" in conv.attrs):
+                or source in graph.outputs or "_fused_activation" in conv.attrs
+                or control.guard_of(conv) != control.guard_of(node)):
             continue
         weight = graph.tensor(conv.inputs[1])
         bias_name = conv.inputs[2] if len(conv.inputs) > 2 and conv.inputs[2] else None

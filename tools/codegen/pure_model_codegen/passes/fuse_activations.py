@@ -7,6 +7,7 @@ producer's output is not itself a graph output.
 
 import numpy as np
 
+from pure_model_codegen.ops import control
 from pure_model_codegen.ops.elementwise import clip_bounds, clip_bounds_known
 
 _PRODUCERS = {"Conv", "Gemm"}
@@ -35,7 +36,7 @@ def run(graph):
         producer = producers.get(source)
         if (producer is None or producer.op_type not in _PRODUCERS or producer.domain
                 or "_fused_activation" in producer.attrs or len(consumers.get(source, [])) != 1
-                or source in graph.outputs):
+                or source in graph.outputs or control.guard_of(producer) != control.guard_of(node)):
             continue
         producer.attrs["_fused_activation"] = activation
         producer.attrs["_fused_from"] = node.name

@@ -7,6 +7,7 @@ still fuse one that follows the Add), its output has no other reader and is not 
 and `skip` has exactly the output's shape (no broadcasting) and is computed, not constant.
 """
 
+from pure_model_codegen.ops import control
 from pure_model_codegen.ops.conv import add_residual
 
 
@@ -23,7 +24,8 @@ def run(graph):
             conv = producers.get(source)
             if (conv is None or conv.op_type != "Conv" or conv.domain or id(conv) in removed
                     or "_fused_activation" in conv.attrs or "_fused_residual" in conv.attrs
-                    or len(consumers.get(source, [])) != 1 or source in graph.outputs):
+                    or len(consumers.get(source, [])) != 1 or source in graph.outputs
+                    or control.guard_of(conv) != control.guard_of(node)):
                 continue
             skip_tensor, out = graph.tensor(skip), graph.tensor(source)
             if skip_tensor.is_constant or skip_tensor.shape != out.shape or skip_tensor.dtype != out.dtype:

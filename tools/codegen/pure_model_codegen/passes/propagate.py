@@ -6,11 +6,13 @@ its outputs become constants and the node disappears. With input shapes bound, t
 Shape -> Gather -> Concat -> Reshape chains that exporters write.
 """
 
+import collections
 import math
 
 import numpy as np
 
 from pure_model_codegen import ir, ops
+from pure_model_codegen.ops import control
 from pure_model_codegen.errors import CodegenError
 from pure_model_codegen.passes import widen_narrow
 
@@ -19,8 +21,9 @@ MAX_FOLDED_ELEMENTS = 1 << 22
 
 
 def _check_inputs_known(graph, node, known):
-    for name in node.inputs:
-        if name and name not in known:
+    for name in list(node.inputs) + [cond for cond, _ in control.guard_of(node)]:
+        # Constants that expanding control flow added (a branch's initializers) count as known.
+        if name and name not in known and not (name in graph.tensors and graph.tensors[name].is_constant):
             producers = graph.producers()
             if name in producers:
                 raise CodegenError(
@@ -77,9 +80,21 @@ def run(graph):
     known = set(graph.tensors)
     kept = []
     widener = widen_narrow.Widener(graph)
-    for node in graph.nodes:
+    pending = collections.deque(graph.nodes)
+    added = 0
+    while pending:
+        node = pending.popleft()
         try:
             _check_inputs_known(graph, node, known)
+            # If, Loop and Scan become the steps of their bodies here, once the values that decide
+            # how (a condition, a trip count) are as known as they will get.
+            expanded = control.expand(node, graph)
+            if expanded is not None:
+                added += len(expanded)
+                if added > control.MAX_UNROLLED_NODES:
+                    raise CodegenError(f"control flow expands to more than {control.MAX_UNROLLED_NODES} steps")
+                pending.extendleft(reversed(expanded))
+                continue
             parts = widener.split(node)
             for part in parts:
                 if not _propagate_node(graph, part, known):
