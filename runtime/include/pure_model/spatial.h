@@ -1,10 +1,11 @@
-// Spatial resampling kernels: Resize's interpolating passes and ConvTranspose. Part of the
-// kernels that generated models call (kernels.h includes this header at its end, and this header
+// Spatial resampling kernels: Resize's interpolating passes, ConvTranspose and GridSample.
+// Part of the kernels that generated models call (kernels.h includes this header at its end, and this header
 // uses kernels.h's matrix-product micro-kernel); the same rules hold: standard C++17, shapes as
 // compile-time constants from a parameter struct, no allocation.
 #ifndef RULES_PURE_MODEL_RUNTIME_SPATIAL_H_
 #define RULES_PURE_MODEL_RUNTIME_SPATIAL_H_
 
+#include <cmath>
 #include <cstddef>
 
 #include "pure_model/kernels.h"
@@ -151,6 +152,122 @@ inline void ConvTranspose(const float* x, const float* w, const float* bias, flo
             }
           }
         }
+      }
+    }
+  }
+}
+
+// GridSample: output position p of image n reads input image n at the location grid[n][p]
+// gives, (x, y) or (x, y, z) normalised to [-1, 1] across the input's W, H (and D) axes.
+// The taps along each axis and the padding rules follow onnx's definition; the axes combine
+// innermost first (W, then H, then D), as onnx's reference evaluator sums them.
+enum class GridMode { kNearest, kLinear, kCubic };
+enum class GridPadding { kZeros, kBorder, kReflection };
+
+// Folds x into [lo, hi] by reflecting it at the bounds as often as needed.
+inline double GridReflect(double x, double lo, double hi) {
+  const double range = hi - lo;
+  if (x < lo) {
+    const double dx = lo - x;
+    const int folds = static_cast<int>(dx / range);
+    const double rest = dx - folds * range;
+    return folds % 2 == 0 ? lo + rest : hi - rest;
+  }
+  if (x > hi) {
+    const double dx = x - hi;
+    const int folds = static_cast<int>(dx / range);
+    const double rest = dx - folds * range;
+    return folds % 2 == 0 ? hi - rest : lo + rest;
+  }
+  return x;
+}
+
+// The taps of one axis of extent `size` at normalised coordinate `v`: up to 4 input coordinates
+// with weights; a tap outside the input under zero padding gets weight 0 (and coordinate 0).
+template <GridMode kMode, GridPadding kPadding, bool kAlignCorners>
+inline int GridAxisTaps(float v, int size, int* index, float* weight) {
+  float x = kAlignCorners ? (v + 1.f) / 2.f * static_cast<float>(size - 1)
+                          : ((v + 1.f) * static_cast<float>(size) - 1.f) / 2.f;
+  const double lo = kAlignCorners ? 0.0 : -0.5;
+  const double hi = kAlignCorners ? size - 1.0 : size - 0.5;
+  if constexpr (kMode == GridMode::kNearest) x = std::nearbyint(x);  // halves to even
+  if (x < lo || x > hi) {
+    if constexpr (kPadding == GridPadding::kBorder) {
+      x = x < 0.f ? 0.f : (x > static_cast<float>(size - 1) ? static_cast<float>(size - 1) : x);
+    } else if constexpr (kPadding == GridPadding::kReflection) {
+      x = static_cast<float>(GridReflect(x, lo, hi));
+    }
+  }
+  int count = 1, first = 0;
+  if constexpr (kMode == GridMode::kNearest) {
+    first = static_cast<int>(x);
+    weight[0] = 1.f;
+  } else {
+    const float floor_x = std::floor(x);
+    const float t = x - floor_x;
+    if constexpr (kMode == GridMode::kLinear) {
+      count = 2;
+      first = static_cast<int>(floor_x);
+      weight[0] = 1.f - t;
+      weight[1] = t;
+    } else {
+      constexpr float kA = -0.75f;
+      count = 4;
+      first = static_cast<int>(floor_x) - 1;
+      const float d[4] = {t + 1.f, t, 1.f - t, 2.f - t};
+      for (int k = 0; k < 4; ++k) {
+        weight[k] = d[k] <= 1.f ? ((kA + 2.f) * d[k] - (kA + 3.f)) * d[k] * d[k] + 1.f
+                                : ((kA * d[k] - 5.f * kA) * d[k] + 8.f * kA) * d[k] - 4.f * kA;
+      }
+    }
+  }
+  for (int k = 0; k < count; ++k) {
+    int i = first + k;
+    if (i < 0 || i >= size) {
+      if constexpr (kPadding == GridPadding::kZeros) {
+        weight[k] = 0.f;
+        i = 0;
+      } else if constexpr (kPadding == GridPadding::kBorder) {
+        i = i < 0 ? 0 : size - 1;
+      } else {
+        i = static_cast<int>(GridReflect(i, lo, hi));
+        i = i < 0 ? 0 : (i >= size ? size - 1 : i);
+      }
+    }
+    index[k] = i;
+  }
+  return count;
+}
+
+// P: kN kC kD kH kW (input; kD = 1 for 2-D) kOD kOH kOW (output positions; kOD = 1 for 2-D)
+//    kDims (2 or 3: coordinates per grid entry) kMode kPadding kAlignCorners.
+template <typename P>
+inline void GridSample(const float* x, const float* grid, float* y) {
+  constexpr int kPlane = P::kD * P::kH * P::kW;
+  constexpr int kOutPlane = P::kOD * P::kOH * P::kOW;
+  for (int n = 0; n < P::kN; ++n) {
+    for (int p = 0; p < kOutPlane; ++p) {
+      const float* g = grid + (static_cast<std::size_t>(n) * kOutPlane + p) * P::kDims;
+      int iw[4], ih[4], id[4] = {0};
+      float ww[4], wh[4], wd[4] = {1.f};
+      const int nw = GridAxisTaps<P::kMode, P::kPadding, P::kAlignCorners>(g[0], P::kW, iw, ww);
+      const int nh = GridAxisTaps<P::kMode, P::kPadding, P::kAlignCorners>(g[1], P::kH, ih, wh);
+      int nd = 1;
+      if constexpr (P::kDims == 3) nd = GridAxisTaps<P::kMode, P::kPadding, P::kAlignCorners>(g[2], P::kD, id, wd);
+      for (int c = 0; c < P::kC; ++c) {
+        const float* plane = x + (static_cast<std::size_t>(n) * P::kC + c) * kPlane;
+        float value = 0.f;
+        for (int a = 0; a < nd; ++a) {
+          float depth_sum = 0.f;
+          for (int b = 0; b < nh; ++b) {
+            const float* row = plane + (static_cast<std::size_t>(id[a]) * P::kH + ih[b]) * P::kW;
+            float row_sum = 0.f;
+            for (int k = 0; k < nw; ++k) row_sum += ww[k] * row[iw[k]];
+            depth_sum += wh[b] * row_sum;
+          }
+          value += wd[a] * depth_sum;
+        }
+        y[(static_cast<std::size_t>(n) * P::kC + c) * kOutPlane + p] = value;
       }
     }
   }

@@ -294,3 +294,22 @@ def test_convtranspose_refusals(tmp_path):
     with pytest.raises(CodegenError, match="supports float32"):
         _generate(tmp_path, [helper.make_node("ConvTranspose", ["x", "w"], ["y"])], {"x": x.astype(np.float64)},
                   {"w": np.zeros((4, 1, 2, 2), np.float64)})
+
+
+# --- GridSample --------------------------------------------------------------------------------
+
+def test_gridsample_backend_cases(tmp_path):
+    cases = _backend_cases("gridsample", "test_gridsample")
+    assert len(cases) == 18
+    _run_merged(tmp_path, cases, data_inputs=2)
+
+
+def test_gridsample_paddings_far_outside(tmp_path):
+    """Grid points well beyond the image, where reflection folds several times."""
+    x = RNG.uniform(-1, 1, (2, 3, 5, 4)).astype(np.float32)
+    grid = RNG.uniform(-3.5, 3.5, (2, 6, 7, 2)).astype(np.float32)
+    nodes = [helper.make_node("GridSample", ["x", "grid"], [f"{mode}_{padding}_{align}"], mode=mode,
+                              padding_mode=padding, align_corners=align)
+             for mode in ("nearest", "linear", "cubic") for padding in ("zeros", "border", "reflection")
+             for align in (0, 1)]
+    _check_nodes(tmp_path, nodes, {"x": x, "grid": grid}, opset=20)
