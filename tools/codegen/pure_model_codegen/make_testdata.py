@@ -67,7 +67,8 @@ def main(argv):
     for sub, values in (("inputs", inputs), ("expected", outputs)):
         os.makedirs(os.path.join(FLAGS.out_dir, sub), exist_ok=True)
         for name, value in sorted(values.items()):
-            np.save(os.path.join(FLAGS.out_dir, sub, file_name(name)), np.ascontiguousarray(value))
+            # order="C", not np.ascontiguousarray: that one makes a scalar (0-d) input shape [1].
+            np.save(os.path.join(FLAGS.out_dir, sub, file_name(name)), np.asarray(value, order="C"))
     return 0
 
 

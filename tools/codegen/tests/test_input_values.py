@@ -112,3 +112,17 @@ def test_make_testdata_feeds_bound_values_and_writes_no_file(tmp_path):
     assert sorted(os.listdir(tmp_path / "data" / "inputs")) == ["x.npy"]
     x = np.load(tmp_path / "data" / "inputs" / "x.npy")
     np.testing.assert_allclose(np.load(tmp_path / "data" / "expected" / "y.npy"), x.sum(axis=(0, 2)), rtol=1e-5)
+
+
+def test_make_testdata_keeps_scalar_inputs_scalar(tmp_path):
+    # A scalar input that is not bound (a run-time If condition, say) is fed as a 0-d array.
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "s"], ["y"])], "t",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2]),
+                               helper.make_tensor_value_info("s", TensorProto.FLOAT, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    path = save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=9), tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "pure_model_codegen.make_testdata", f"--model={path}", f"--out_dir={tmp_path}/data"],
+        cwd=CODEGEN_DIR, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert np.load(tmp_path / "data" / "inputs" / "s.npy").shape == ()
