@@ -614,5 +614,6 @@ inline void Softmax(const float* x, float* y) {
 
 // Families of kernels in headers of their own, which build on the ones above.
 #include "pure_model/spatial.h"
+#include "pure_model/recurrent_kernels.h"
 
 #endif  // RULES_PURE_MODEL_RUNTIME_KERNELS_H_

@@ -15,6 +15,11 @@ One module per operator family registers its ops here. An op definition has:
   narrow_floats                                   True when emit handles float16/bfloat16 elements itself;
                                                  otherwise the op runs in float32 between Casts that
                                                  passes/widen_narrow.py inserts (as numpy computes)
+
+Ops of the default domain (ai.onnx) are registered by type. An op of another domain is registered
+with `domain=` (e.g. com.microsoft's contrib ops) and matches only nodes of exactly that domain
+and type; every other op of that domain stays unsupported. Such ops have no onnx schema: their
+version is the opset the model imports for the domain.
 """
 
 import dataclasses
@@ -37,29 +42,34 @@ class OpDef:
     narrow_floats: bool = False
 
 
-_REGISTRY = {}
+_REGISTRY = {}  # ai.onnx op type -> OpDef
+_DOMAIN_REGISTRY = {}  # (domain, op type) -> OpDef, for ops outside ai.onnx
 
 
 def register(op_type, *, infer, evaluate=None, emit=None, view=False, flops=None, scratch=None, max_version=None,
-             check=None, narrow_floats=False):
-    if op_type in _REGISTRY:
-        raise ValueError(f"op {op_type} registered twice")
-    _REGISTRY[op_type] = OpDef(op_type, infer, evaluate, emit, view, flops, scratch, max_version, check,
-                               narrow_floats)
+             check=None, narrow_floats=False, domain=""):
+    table, key = (_REGISTRY, op_type) if domain in ("", "ai.onnx") else (_DOMAIN_REGISTRY, (domain, op_type))
+    if key in table:
+        raise ValueError(f"op {key} registered twice")
+    table[key] = OpDef(op_type, infer, evaluate, emit, view, flops, scratch, max_version, check, narrow_floats)
 
 
 def lookup(node):
     """The definition for `node`, or a CodegenError naming the node, op, domain and opset."""
     if node.domain not in ("", "ai.onnx"):
-        raise CodegenError(f"unsupported operator: domain '{node.domain}' is not supported", node=node)
-    op = _REGISTRY.get(node.op_type)
+        op = _DOMAIN_REGISTRY.get((node.domain, node.op_type))
+        if op is None and not any(domain == node.domain for domain, _ in _DOMAIN_REGISTRY):
+            raise CodegenError(f"unsupported operator: domain '{node.domain}' is not supported", node=node)
+    else:
+        op = _REGISTRY.get(node.op_type)
     if op is None:
         raise CodegenError("unsupported operator", node=node)
     return op
 
 
 def supported_ops():
-    return sorted(_REGISTRY)
+    """Names of the supported ops; those outside ai.onnx carry their domain (com.microsoft.X)."""
+    return sorted(_REGISTRY) + sorted(f"{domain}.{op_type}" for domain, op_type in _DOMAIN_REGISTRY)
 
 
 # Attribute helpers shared by the op modules.

@@ -14,6 +14,10 @@ from pure_model_codegen.errors import CodegenError
 
 def op_version(node):
     """The since_version of the op definition that `node` uses at its model's opset."""
+    if node.domain:
+        # onnx has no schemas for other domains (com.microsoft); their ops are versioned by the
+        # domain's opset.
+        return node.opset
     try:
         return onnx.defs.get_schema(node.op_type, node.opset, node.domain).since_version
     except onnx.defs.SchemaError:

@@ -1,0 +1,292 @@
+// Kernels for the recurrent ops (RNN, GRU, LSTM). Included by kernels.h; header-only, C++17, no
+// allocation.
+//
+// A recurrent layer spends its time in two matrix products: the input projection X * W^T,
+// which does not depend on the state and so runs once for all time steps before the loop, and
+// the recurrence h * R^T, a matrix-vector product per step (batch rows at a time). Both use
+// weights packed into panels of kRecurrentPanel output rows, [ceil(M / 16)][K][16] (zero rows
+// pad the last panel), so that the inner loop streams one panel contiguously and keeps a
+// 16-wide accumulator per input row in registers. The generator packs constant weights at
+// generation time; weights that are model inputs are packed into scratch at run time.
+#ifndef RULES_PURE_MODEL_RUNTIME_RECURRENT_KERNELS_H_
+#define RULES_PURE_MODEL_RUNTIME_RECURRENT_KERNELS_H_
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace pure_model {
+
+// The recurrent ops' activation functions (the ONNX RNN/GRU/LSTM attribute `activations`).
+enum class RnnActivation {
+  kRelu, kTanh, kSigmoid, kAffine, kLeakyRelu, kThresholdedRelu, kScaledTanh, kHardSigmoid, kElu, kSoftsign,
+  kSoftplus,
+};
+
+template <RnnActivation A>
+inline float RnnActivate(float v, float alpha, float beta) {
+  if constexpr (A == RnnActivation::kRelu) {
+    return v > 0.f ? v : 0.f;
+  } else if constexpr (A == RnnActivation::kTanh) {
+    return std::tanh(v);
+  } else if constexpr (A == RnnActivation::kSigmoid) {
+    return 1.f / (1.f + std::exp(-v));
+  } else if constexpr (A == RnnActivation::kAffine) {
+    return alpha * v + beta;
+  } else if constexpr (A == RnnActivation::kLeakyRelu) {
+    return v >= 0.f ? v : alpha * v;
+  } else if constexpr (A == RnnActivation::kThresholdedRelu) {
+    return v > alpha ? v : 0.f;
+  } else if constexpr (A == RnnActivation::kScaledTanh) {
+    return alpha * std::tanh(beta * v);
+  } else if constexpr (A == RnnActivation::kHardSigmoid) {
+    const float y = alpha * v + beta;
+    return y < 0.f ? 0.f : (y > 1.f ? 1.f : y);
+  } else if constexpr (A == RnnActivation::kElu) {
+    return v >= 0.f ? v : alpha * (std::exp(v) - 1.f);
+  } else if constexpr (A == RnnActivation::kSoftsign) {
+    return v / (1.f + std::fabs(v));
+  } else {
+    // log(1 + e^v) without overflow for large v.
+    return v > 0.f ? v + std::log1p(std::exp(-v)) : std::log1p(std::exp(v));
+  }
+}
+
+constexpr int kRecurrentPanel = 16;
+// Sixteen floats: GCC splits the type into two AVX, four SSE or NEON registers, or keeps one
+// AVX-512 register.
+typedef float RecurrentVector __attribute__((vector_size(kRecurrentPanel * sizeof(float))));
+
+inline void LoadRecurrentVector(const float* p, RecurrentVector* v) { std::memcpy(v, p, sizeof(*v)); }
+
+// Rows of x handled together against one panel: each row's accumulator takes one register (AVX-512)
+// or a few, and the panel's weights are loaded once for all of them.
+#if defined(__AVX__) || defined(__aarch64__)
+constexpr int kRecurrentRowBlock = 4;
+#else
+constexpr int kRecurrentRowBlock = 2;
+#endif
+
+// W [M][K] (row-major, as ONNX stores one direction's W or R) -> panels [ceil(M / 16)][K][16].
+template <int M, int K>
+inline void PackRecurrentWeights(const float* w, float* packed) {
+  constexpr int kPanels = (M + kRecurrentPanel - 1) / kRecurrentPanel;
+  for (int panel = 0; panel < kPanels; ++panel) {
+    float* dst = packed + static_cast<std::size_t>(panel) * K * kRecurrentPanel;
+    for (int k = 0; k < K; ++k) {
+      for (int i = 0; i < kRecurrentPanel; ++i) {
+        const int m = panel * kRecurrentPanel + i;
+        dst[k * kRecurrentPanel + i] = m < M ? w[static_cast<std::size_t>(m) * K + k] : 0.f;
+      }
+    }
+  }
+}
+
+// acc[r] = sum over k of x_r[k] * panel[k][:], for kRows rows of x (row stride K). One row has
+// its sum split over two accumulators: a single chain of dependent additions would wait on the
+// adder's latency at every step.
+template <int K, int kRows>
+inline void RecurrentPanelRows(const float* x, const float* panel, RecurrentVector* acc) {
+  if constexpr (kRows == 1) {
+    RecurrentVector even = {}, odd = {};
+    int k = 0;
+    for (; k + 1 < K; k += 2) {
+      RecurrentVector w0, w1;
+      LoadRecurrentVector(panel + k * kRecurrentPanel, &w0);
+      LoadRecurrentVector(panel + (k + 1) * kRecurrentPanel, &w1);
+      even += x[k] * w0;
+      odd += x[k + 1] * w1;
+    }
+    if (k < K) {
+      RecurrentVector w0;
+      LoadRecurrentVector(panel + k * kRecurrentPanel, &w0);
+      even += x[k] * w0;
+    }
+    acc[0] = even + odd;
+  } else {
+    RecurrentVector sums[kRows] = {};
+    for (int k = 0; k < K; ++k) {
+      RecurrentVector w;
+      LoadRecurrentVector(panel + k * kRecurrentPanel, &w);
+#pragma GCC unroll 4
+      for (int r = 0; r < kRows; ++r) sums[r] += x[static_cast<std::size_t>(r) * K + k] * w;
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < kRows; ++r) acc[r] = sums[r];
+  }
+}
+
+template <int M>
+inline void StoreRecurrentPanel(const RecurrentVector& acc, const float* bias, int m0, float* row) {
+  const int count = M - m0 < kRecurrentPanel ? M - m0 : kRecurrentPanel;
+  for (int i = 0; i < count; ++i) row[m0 + i] = acc[i] + (bias != nullptr ? bias[m0 + i] : 0.f);
+}
+
+// y[r][m] = bias[m] + sum over k of x[r][k] * W[m][k], for `rows` rows of x ([rows][K]) into y
+// ([rows][M]); W packed by PackRecurrentWeights, bias nullptr when absent.
+template <int K, int M>
+inline void RecurrentMatMul(const float* x, int rows, const float* packed, const float* bias, float* y) {
+  constexpr int kPanels = (M + kRecurrentPanel - 1) / kRecurrentPanel;
+  for (int panel = 0; panel < kPanels; ++panel) {
+    const float* w = packed + static_cast<std::size_t>(panel) * K * kRecurrentPanel;
+    const int m0 = panel * kRecurrentPanel;
+    int r = 0;
+    for (; r + kRecurrentRowBlock <= rows; r += kRecurrentRowBlock) {
+      RecurrentVector acc[kRecurrentRowBlock];
+      RecurrentPanelRows<K, kRecurrentRowBlock>(x + static_cast<std::size_t>(r) * K, w, acc);
+      for (int i = 0; i < kRecurrentRowBlock; ++i) {
+        StoreRecurrentPanel<M>(acc[i], bias, m0, y + static_cast<std::size_t>(r + i) * M);
+      }
+    }
+    for (; r < rows; ++r) {
+      RecurrentVector acc[1];
+      RecurrentPanelRows<K, 1>(x + static_cast<std::size_t>(r) * K, w, acc);
+      StoreRecurrentPanel<M>(acc[0], bias, m0, y + static_cast<std::size_t>(r) * M);
+    }
+  }
+}
+
+// B [2 * kGH] (Wb then Rb) -> the bias added to the input projection (Wb + Rb), and for GRU with
+// linear_before_reset the h gate's Rb apart (bias_rh [kHidden]), which r multiplies.
+template <int kGH, int kHidden, bool kLinearBeforeReset>
+inline void FoldRecurrentBias(const float* b, float* bias_x, float* bias_rh) {
+  constexpr int kFolded = kLinearBeforeReset ? kGH - kHidden : kGH;
+  for (int j = 0; j < kGH; ++j) bias_x[j] = b[j] + (j < kFolded ? b[kGH + j] : 0.f);
+  if constexpr (kLinearBeforeReset) {
+    for (int j = 0; j < kHidden; ++j) bias_rh[j] = b[kGH + kFolded + j];
+  }
+}
+
+// The three recurrent ops, as the cell update of one step for one batch row.
+enum class RecurrentCell { kRnn, kGru, kLstm };
+
+// One direction of an RNN, GRU or LSTM layer over the whole sequence.
+//
+// P: kCell, kSeq, kBatch, kInput, kHidden, kGates (1, 3 or 4), kReverse; element strides of
+//    X rows / gate rows for a step of t and of n (kRowStrideT, kRowStrideN, in rows), of Y
+//    (kYStrideT, kYStrideN) and of initial/final states (kStateStrideN); kClip (0 = none);
+//    kLinearBeforeReset, kInputForget; activations kF, kG, kH with kFAlpha, kFBeta, ...
+//
+// x: [kSeq * kBatch][kInput] rows, in the layout's order. w_packed: W packed ([G*H][I]);
+// r_packed: R packed, for GRU only its z and r rows ([2H][H]) with r_h_packed the h rows;
+// bias_x: [G*H], Wb + Rb (for GRU with linear_before_reset, without Rb of the h gate, which is
+// bias_rh [H]); seq_lens [kBatch] or nullptr (steps at or past a row's length leave its state
+// alone and write zeros to Y); h0, c0, peepholes ([3H], i o f) nullptr when absent; y, y_h,
+// y_c nullptr when the output is not wanted; scratch: RecurrentScratchFloats<P>() floats.
+template <typename P>
+constexpr std::size_t RecurrentScratchFloats() {
+  return static_cast<std::size_t>(P::kSeq) * P::kBatch * P::kGates * P::kHidden +
+         static_cast<std::size_t>(P::kBatch) * (P::kGates * P::kHidden + 4 * P::kHidden);
+}
+
+template <typename P>
+inline void RecurrentLayer(const float* x, const float* w_packed, const float* r_packed, const float* r_h_packed,
+                           const float* bias_x, const float* bias_rh, const std::int32_t* seq_lens, const float* h0,
+                           const float* c0, const float* peepholes, float* y, float* y_h, float* y_c,
+                           float* scratch) {
+  constexpr int kH = P::kHidden;
+  constexpr int kGH = P::kGates * P::kHidden;
+  // GRU multiplies R's rows for z and r by h, and its rows for h by r (.) h (or applies r after
+  // them), so the two parts are separate products; RNN and LSTM take all of R at once.
+  constexpr int kRecurrentRows = P::kCell == RecurrentCell::kGru ? 2 * kH : kGH;
+  float* gates_x = scratch;
+  float* gates_h = gates_x + static_cast<std::size_t>(P::kSeq) * P::kBatch * kGH;
+  float* h = gates_h + static_cast<std::size_t>(P::kBatch) * kGH;
+  float* c = h + P::kBatch * kH;
+  float* reset_h = c + P::kBatch * kH;      // GRU: r (.) h
+  float* candidate_h = reset_h + P::kBatch * kH;  // GRU: the h gate's recurrent term
+
+  RecurrentMatMul<P::kInput, kGH>(x, P::kSeq * P::kBatch, w_packed, bias_x, gates_x);
+  for (int n = 0; n < P::kBatch; ++n) {
+    for (int j = 0; j < kH; ++j) {
+      h[n * kH + j] = h0 != nullptr ? h0[n * P::kStateStrideN + j] : 0.f;
+      c[n * kH + j] = c0 != nullptr ? c0[n * P::kStateStrideN + j] : 0.f;
+    }
+  }
+  int lengths[P::kBatch];
+  for (int n = 0; n < P::kBatch; ++n) {
+    const int length = seq_lens != nullptr ? seq_lens[n] : P::kSeq;
+    lengths[n] = length < 0 ? 0 : (length > P::kSeq ? P::kSeq : length);
+  }
+  const auto clip = [](float v) {
+    if constexpr (P::kClip > 0.f) {
+      return v < -P::kClip ? -P::kClip : (v > P::kClip ? P::kClip : v);
+    } else {
+      return v;
+    }
+  };
+  const auto f = [&clip](float v) { return RnnActivate<P::kF>(clip(v), P::kFAlpha, P::kFBeta); };
+  const auto g = [&clip](float v) { return RnnActivate<P::kG>(clip(v), P::kGAlpha, P::kGBeta); };
+  for (int step = 0; step < P::kSeq; ++step) {
+    const int t = P::kReverse ? P::kSeq - 1 - step : step;
+    const auto gates_x_row = [&](int n) {
+      return gates_x + (static_cast<std::size_t>(t) * P::kRowStrideT + static_cast<std::size_t>(n) * P::kRowStrideN) * kGH;
+    };
+    // Rows past their sequence's length compute too (their results are dropped): the batch
+    // stays one matrix product.
+    RecurrentMatMul<kH, kRecurrentRows>(h, P::kBatch, r_packed, nullptr, gates_h);
+    if constexpr (P::kCell == RecurrentCell::kGru) {
+      if constexpr (P::kLinearBeforeReset) {
+        RecurrentMatMul<kH, kH>(h, P::kBatch, r_h_packed, bias_rh, candidate_h);
+        for (int n = 0; n < P::kBatch; ++n) {
+          const float* gx = gates_x_row(n);
+          const float* gh = gates_h + n * 2 * kH;
+          for (int j = 0; j < kH; ++j) candidate_h[n * kH + j] *= f(gx[kH + j] + gh[kH + j]);
+        }
+      } else {
+        for (int n = 0; n < P::kBatch; ++n) {
+          const float* gx = gates_x_row(n);
+          const float* gh = gates_h + n * 2 * kH;
+          for (int j = 0; j < kH; ++j) reset_h[n * kH + j] = f(gx[kH + j] + gh[kH + j]) * h[n * kH + j];
+        }
+        RecurrentMatMul<kH, kH>(reset_h, P::kBatch, r_h_packed, nullptr, candidate_h);
+      }
+    }
+    for (int n = 0; n < P::kBatch; ++n) {
+      float* y_row = y != nullptr ? y + static_cast<std::size_t>(t) * P::kYStrideT + n * P::kYStrideN : nullptr;
+      if (t >= lengths[n]) {
+        if (y_row != nullptr) {
+          for (int j = 0; j < kH; ++j) y_row[j] = 0.f;
+        }
+        continue;
+      }
+      const float* gx = gates_x_row(n);
+      const float* gh = gates_h + n * kRecurrentRows;
+      float* hn = h + n * kH;
+      float* cn = c + n * kH;
+      if constexpr (P::kCell == RecurrentCell::kRnn) {
+        for (int j = 0; j < kH; ++j) hn[j] = f(gx[j] + gh[j]);
+      } else if constexpr (P::kCell == RecurrentCell::kGru) {
+        // Gates in ONNX order z, r, h.
+        const float* rec = candidate_h + n * kH;
+        for (int j = 0; j < kH; ++j) {
+          const float z = f(gx[j] + gh[j]);
+          hn[j] = (1.f - z) * g(gx[2 * kH + j] + rec[j]) + z * hn[j];
+        }
+      } else {
+        // Gates in ONNX order i, o, f, c; peepholes i, o, f.
+        for (int j = 0; j < kH; ++j) {
+          const float pi = peepholes != nullptr ? peepholes[j] : 0.f;
+          const float po = peepholes != nullptr ? peepholes[kH + j] : 0.f;
+          const float pf = peepholes != nullptr ? peepholes[2 * kH + j] : 0.f;
+          const float c_prev = cn[j];
+          const float i = f(gx[j] + gh[j] + pi * c_prev);
+          const float forget = P::kInputForget ? 1.f - i : f(gx[2 * kH + j] + gh[2 * kH + j] + pf * c_prev);
+          const float c_new = forget * c_prev + i * g(gx[3 * kH + j] + gh[3 * kH + j]);
+          cn[j] = c_new;
+          hn[j] = f(gx[kH + j] + gh[kH + j] + po * c_new) * RnnActivate<P::kH>(c_new, P::kHAlpha, P::kHBeta);
+        }
+      }
+      if (y_row != nullptr) std::memcpy(y_row, hn, sizeof(float) * kH);
+    }
+  }
+  for (int n = 0; n < P::kBatch; ++n) {
+    if (y_h != nullptr) std::memcpy(y_h + n * P::kStateStrideN, h + n * kH, sizeof(float) * kH);
+    if (y_c != nullptr) std::memcpy(y_c + n * P::kStateStrideN, c + n * kH, sizeof(float) * kH);
+  }
+}
+
+}  // namespace pure_model
+
+#endif  // RULES_PURE_MODEL_RUNTIME_RECURRENT_KERNELS_H_
