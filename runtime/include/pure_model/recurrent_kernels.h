@@ -16,6 +16,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "pure_model/kernels.h"  // GemmVector, LoadVector
+
 namespace pure_model {
 
 // The recurrent ops' activation functions (the ONNX RNN/GRU/LSTM attribute `activations`).
@@ -54,17 +56,23 @@ inline float RnnActivate(float v, float alpha, float beta) {
 }
 
 constexpr int kRecurrentPanel = 16;
-// Sixteen floats: GCC splits the type into two AVX, four SSE or NEON registers, or keeps one
-// AVX-512 register.
-typedef float RecurrentVector __attribute__((vector_size(kRecurrentPanel * sizeof(float))));
+// A panel row is kRecurrentParts vectors of the target's width (GemmVector of kernels.h):
+// four SSE, two AVX or NEON pairs, one AVX-512 register.
+constexpr int kRecurrentParts = kRecurrentPanel / kGemmVectorFloats;
+static_assert(kRecurrentParts * kGemmVectorFloats == kRecurrentPanel, "a panel is whole vectors");
 
-inline void LoadRecurrentVector(const float* p, RecurrentVector* v) { std::memcpy(v, p, sizeof(*v)); }
-
-// Rows of x handled together against one panel: each row's accumulator takes one register (AVX-512)
-// or a few, and the panel's weights are loaded once for all of them.
-#if defined(__AVX__) || defined(__aarch64__)
+// Accumulators: a single input row (the recurrence of a batch of one, the common case) keeps
+// kRecurrentSplitK partial sums over interleaved k, so that consecutive multiply-adds do not wait
+// on each other; several rows keep one sum each and share every load of the weights. Both stay
+// within the registers the target has (16 on x86-64 without AVX-512, 32 otherwise).
+#if defined(__AVX512F__) || defined(__aarch64__)
+constexpr int kRecurrentSplitK = 4;
+constexpr int kRecurrentRowBlock = 8;
+#elif defined(__AVX__)
+constexpr int kRecurrentSplitK = 4;
 constexpr int kRecurrentRowBlock = 4;
 #else
+constexpr int kRecurrentSplitK = 2;
 constexpr int kRecurrentRowBlock = 2;
 #endif
 
@@ -83,42 +91,62 @@ inline void PackRecurrentWeights(const float* w, float* packed) {
   }
 }
 
-// acc[r] = sum over k of x_r[k] * panel[k][:], for kRows rows of x (row stride K). One row has
-// its sum split over two accumulators: a single chain of dependent additions would wait on the
-// adder's latency at every step.
+// One panel of 16 outputs for kRows rows of x (row stride K): out[r][i] = sum over k of
+// x[r][k] * panel[k][i].
 template <int K, int kRows>
-inline void RecurrentPanelRows(const float* x, const float* panel, RecurrentVector* acc) {
+inline void RecurrentPanelRows(const float* x, const float* panel, float (*out)[kRecurrentPanel]) {
   if constexpr (kRows == 1) {
-    RecurrentVector even = {}, odd = {};
-    int k = 0;
-    for (; k + 1 < K; k += 2) {
-      RecurrentVector w0, w1;
-      LoadRecurrentVector(panel + k * kRecurrentPanel, &w0);
-      LoadRecurrentVector(panel + (k + 1) * kRecurrentPanel, &w1);
-      even += x[k] * w0;
-      odd += x[k + 1] * w1;
+    GemmVector sums[kRecurrentSplitK][kRecurrentParts] = {};
+    constexpr int kWhole = K - K % kRecurrentSplitK;
+    for (int k = 0; k < kWhole; k += kRecurrentSplitK) {
+#pragma GCC unroll 4
+      for (int s = 0; s < kRecurrentSplitK; ++s) {
+#pragma GCC unroll 4
+        for (int v = 0; v < kRecurrentParts; ++v) {
+          GemmVector w;
+          LoadVector(panel + (k + s) * kRecurrentPanel + v * kGemmVectorFloats, &w);
+          sums[s][v] += x[k + s] * w;
+        }
+      }
     }
-    if (k < K) {
-      RecurrentVector w0;
-      LoadRecurrentVector(panel + k * kRecurrentPanel, &w0);
-      even += x[k] * w0;
+    if constexpr (kWhole < K) {
+      for (int k = kWhole; k < K; ++k) {
+#pragma GCC unroll 4
+        for (int v = 0; v < kRecurrentParts; ++v) {
+          GemmVector w;
+          LoadVector(panel + k * kRecurrentPanel + v * kGemmVectorFloats, &w);
+          sums[0][v] += x[k] * w;
+        }
+      }
     }
-    acc[0] = even + odd;
+#pragma GCC unroll 4
+    for (int s = 1; s < kRecurrentSplitK; ++s) {
+#pragma GCC unroll 4
+      for (int v = 0; v < kRecurrentParts; ++v) sums[0][v] += sums[s][v];
+    }
+#pragma GCC unroll 4
+    for (int v = 0; v < kRecurrentParts; ++v) std::memcpy(out[0] + v * kGemmVectorFloats, &sums[0][v], sizeof(GemmVector));
   } else {
-    RecurrentVector sums[kRows] = {};
+    GemmVector sums[kRows][kRecurrentParts] = {};
     for (int k = 0; k < K; ++k) {
-      RecurrentVector w;
-      LoadRecurrentVector(panel + k * kRecurrentPanel, &w);
 #pragma GCC unroll 4
-      for (int r = 0; r < kRows; ++r) sums[r] += x[static_cast<std::size_t>(r) * K + k] * w;
+      for (int v = 0; v < kRecurrentParts; ++v) {
+        GemmVector w;
+        LoadVector(panel + k * kRecurrentPanel + v * kGemmVectorFloats, &w);
+#pragma GCC unroll 8
+        for (int r = 0; r < kRows; ++r) sums[r][v] += x[static_cast<std::size_t>(r) * K + k] * w;
+      }
     }
+#pragma GCC unroll 8
+    for (int r = 0; r < kRows; ++r) {
 #pragma GCC unroll 4
-    for (int r = 0; r < kRows; ++r) acc[r] = sums[r];
+      for (int v = 0; v < kRecurrentParts; ++v) std::memcpy(out[r] + v * kGemmVectorFloats, &sums[r][v], sizeof(GemmVector));
+    }
   }
 }
 
 template <int M>
-inline void StoreRecurrentPanel(const RecurrentVector& acc, const float* bias, int m0, float* row) {
+inline void StoreRecurrentPanel(const float* acc, const float* bias, int m0, float* row) {
   const int count = M - m0 < kRecurrentPanel ? M - m0 : kRecurrentPanel;
   for (int i = 0; i < count; ++i) row[m0 + i] = acc[i] + (bias != nullptr ? bias[m0 + i] : 0.f);
 }
@@ -133,14 +161,14 @@ inline void RecurrentMatMul(const float* x, int rows, const float* packed, const
     const int m0 = panel * kRecurrentPanel;
     int r = 0;
     for (; r + kRecurrentRowBlock <= rows; r += kRecurrentRowBlock) {
-      RecurrentVector acc[kRecurrentRowBlock];
+      float acc[kRecurrentRowBlock][kRecurrentPanel];
       RecurrentPanelRows<K, kRecurrentRowBlock>(x + static_cast<std::size_t>(r) * K, w, acc);
       for (int i = 0; i < kRecurrentRowBlock; ++i) {
         StoreRecurrentPanel<M>(acc[i], bias, m0, y + static_cast<std::size_t>(r + i) * M);
       }
     }
     for (; r < rows; ++r) {
-      RecurrentVector acc[1];
+      float acc[1][kRecurrentPanel];
       RecurrentPanelRows<K, 1>(x + static_cast<std::size_t>(r) * K, w, acc);
       StoreRecurrentPanel<M>(acc[0], bias, m0, y + static_cast<std::size_t>(r) * M);
     }

@@ -7,6 +7,8 @@ for everything that evaluator implements). Several nodes share one model so that
 once.
 """
 
+import re
+
 import numpy as np
 import onnx
 import pytest
@@ -193,6 +195,21 @@ def test_directions_layouts_and_optional_inputs(tmp_path, op):
     # A batch of one over a longer sequence, the shape of streaming models, wider than a panel.
     layers.append(_layer("wide", op, {}, seq=7, batch=1, inputs=20, hidden=21, optional=("B", "h0")))
     _run(tmp_path, layers)
+
+
+def test_outputs_nothing_reads_are_skipped(tmp_path):
+    # Y and Y_c are named but neither read nor graph outputs: the node still runs for Y_h.
+    node, feeds, inits, expected = _layer("n", "LSTM", {"direction": "bidirectional"}, optional=("B", "h0"))
+    graph = helper.make_graph([node, helper.make_node("Neg", ["n_Yh"], ["out"])], "g",
+                              [helper.make_tensor_value_info(k, TensorProto.FLOAT, v.shape) for k, v in feeds.items()],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, expected["n_Yh"].shape)],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    path = save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)], ir_version=9), tmp_path)
+    got, files = run_generated(path, feeds, [expected["n_Yh"]], str(tmp_path))
+    assert_close({"out": got[0]}, {"out": -expected["n_Yh"]})
+    calls = [line for line in files["source"].splitlines() if "RecurrentLayer<" in line]
+    # ... y, y_h, y_c, scratch: only y_h is written.
+    assert len(calls) == 2 and all(re.search(r"nullptr, n_yh_ \+ \d+, nullptr, reinterpret_cast", c) for c in calls)
 
 
 @pytest.mark.parametrize("op", ["RNN", "GRU", "LSTM"])

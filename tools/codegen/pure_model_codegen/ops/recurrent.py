@@ -222,7 +222,9 @@ def _make_emit(op):
         for key, size in runtime.items():
             runtime_ptr[key] = f"({scratch} + {offset})"
             offset += size
-        outputs = [node.outputs[i] if i < len(node.outputs) and node.outputs[i] else None for i in range(3)]
+        # An output nothing reads (Y, when only the final state is used) is not written at all.
+        read = set(graph.outputs) | set(graph.consumers())
+        outputs = [node.outputs[i] if i < len(node.outputs) and node.outputs[i] in read else None for i in range(3)]
         lines = []
         if g["layout"]:
             row_t, row_n, y_t, y_n, y_dir, state_n, state_dir = 1, s, d * h, s * d * h, h, d * h, h
