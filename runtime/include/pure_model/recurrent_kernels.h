@@ -186,6 +186,27 @@ inline void FoldRecurrentBias(const float* b, float* bias_x, float* bias_rh) {
   }
 }
 
+// Rounds `x` through unsigned 8 bits as dynamic quantization does (the values' range, widened
+// to hold 0, over 255 steps; the zero point rounded half to even) and back to float: what
+// com.microsoft's DynamicQuantizeLSTM multiplies with its 8-bit weights. The product of these
+// values with dequantized weights is the integer product scaled, up to float rounding.
+inline void FakeQuantizeUint8(const float* x, int n, float* out) {
+  float lo = 0.f, hi = 0.f;
+  for (int i = 0; i < n; ++i) {
+    lo = x[i] < lo ? x[i] : lo;
+    hi = x[i] > hi ? x[i] : hi;
+  }
+  const float scale = hi == lo ? 1.f : (hi - lo) / 255.f;
+  const float zero_point_real = -lo / scale;
+  // std::nearbyint rounds half to even in the default rounding mode.
+  const float zero_point = std::nearbyint(zero_point_real < 0.f ? 0.f : (zero_point_real > 255.f ? 255.f : zero_point_real));
+  for (int i = 0; i < n; ++i) {
+    float q = std::nearbyint(x[i] / scale) + zero_point;
+    q = q < 0.f ? 0.f : (q > 255.f ? 255.f : q);
+    out[i] = (q - zero_point) * scale;
+  }
+}
+
 // The three recurrent ops, as the cell update of one step for one batch row.
 enum class RecurrentCell { kRnn, kGru, kLstm };
 
@@ -194,7 +215,7 @@ enum class RecurrentCell { kRnn, kGru, kLstm };
 // P: kCell, kSeq, kBatch, kInput, kHidden, kGates (1, 3 or 4), kReverse; element strides of
 //    X rows / gate rows for a step of t and of n (kRowStrideT, kRowStrideN, in rows), of Y
 //    (kYStrideT, kYStrideN) and of initial/final states (kStateStrideN); kClip (0 = none);
-//    kLinearBeforeReset, kInputForget; activations kF, kG, kH with kFAlpha, kFBeta, ...
+//    kLinearBeforeReset, kInputForget, kQuantizeActivations; activations kF, kG, kH with kFAlpha, kFBeta, ...
 //
 // x: [kSeq * kBatch][kInput] rows, in the layout's order. w_packed: W packed ([G*H][I]);
 // r_packed: R packed, for GRU only its z and r rows ([2H][H]) with r_h_packed the h rows;
@@ -205,7 +226,9 @@ enum class RecurrentCell { kRnn, kGru, kLstm };
 template <typename P>
 constexpr std::size_t RecurrentScratchFloats() {
   return static_cast<std::size_t>(P::kSeq) * P::kBatch * P::kGates * P::kHidden +
-         static_cast<std::size_t>(P::kBatch) * (P::kGates * P::kHidden + 4 * P::kHidden);
+         static_cast<std::size_t>(P::kBatch) * (P::kGates * P::kHidden + 4 * P::kHidden) +
+         (P::kQuantizeActivations ? static_cast<std::size_t>(P::kSeq) * P::kBatch * P::kInput + P::kBatch * P::kHidden
+                                  : 0);
 }
 
 template <typename P>
@@ -224,7 +247,15 @@ inline void RecurrentLayer(const float* x, const float* w_packed, const float* r
   float* c = h + P::kBatch * kH;
   float* reset_h = c + P::kBatch * kH;      // GRU: r (.) h
   float* candidate_h = reset_h + P::kBatch * kH;  // GRU: the h gate's recurrent term
+  // kQuantizeActivations: X (all of it at once) and each step's h (row by row) as 8-bit values,
+  // see FakeQuantizeUint8.
+  float* x_quantized = candidate_h + P::kBatch * kH;
+  float* h_quantized = x_quantized + static_cast<std::size_t>(P::kSeq) * P::kBatch * P::kInput;
 
+  if constexpr (P::kQuantizeActivations) {
+    FakeQuantizeUint8(x, P::kSeq * P::kBatch * P::kInput, x_quantized);
+    x = x_quantized;
+  }
   RecurrentMatMul<P::kInput, kGH>(x, P::kSeq * P::kBatch, w_packed, bias_x, gates_x);
   for (int n = 0; n < P::kBatch; ++n) {
     for (int j = 0; j < kH; ++j) {
@@ -253,7 +284,13 @@ inline void RecurrentLayer(const float* x, const float* w_packed, const float* r
     };
     // Rows past their sequence's length compute too (their results are dropped): the batch
     // stays one matrix product.
-    RecurrentMatMul<kH, kRecurrentRows>(h, P::kBatch, r_packed, nullptr, gates_h);
+    if constexpr (P::kQuantizeActivations) {
+      // ONNX Runtime multiplies R by each batch row's h on its own, so each row has its own range.
+      for (int n = 0; n < P::kBatch; ++n) FakeQuantizeUint8(h + n * kH, kH, h_quantized + n * kH);
+      RecurrentMatMul<kH, kRecurrentRows>(h_quantized, P::kBatch, r_packed, nullptr, gates_h);
+    } else {
+      RecurrentMatMul<kH, kRecurrentRows>(h, P::kBatch, r_packed, nullptr, gates_h);
+    }
     if constexpr (P::kCell == RecurrentCell::kGru) {
       if constexpr (P::kLinearBeforeReset) {
         RecurrentMatMul<kH, kH>(h, P::kBatch, r_h_packed, bias_rh, candidate_h);

@@ -52,9 +52,18 @@ def _functions(names, alphas, betas):
     return result
 
 
-def reference(op, attrs, X, W, R, B=None, seq_lens=None, h0=None, c0=None, P=None):
-    """[Y, Y_h(, Y_c)] by the spec's equations, in float64."""
-    hidden, directions = R.shape[-1], W.shape[0]
+def fake_quantize(x):
+    """x rounded through uint8 as DynamicQuantizeLSTM quantizes its products' inputs (float32 steps)."""
+    x = np.asarray(x, np.float32)
+    lo, hi = min(np.float32(0), x.min()), max(np.float32(0), x.max())
+    scale = np.float32(1) if hi == lo else np.float32(hi - lo) / np.float32(255)
+    zero_point = np.round(np.clip(-lo / scale, 0, 255))
+    return ((np.clip(np.round(x / scale) + zero_point, 0, 255) - zero_point) * scale).astype(np.float32)
+
+
+def reference(op, attrs, X, W, R, B=None, seq_lens=None, h0=None, c0=None, P=None, quantize=False):
+    """[Y, Y_h(, Y_c)] by the spec's equations, in float64 (quantize: DynamicQuantizeLSTM)."""
+    H, directions = R.shape[-1], W.shape[0]
     layout = attrs.get("layout", 0)
     if layout:
         X = X.swapaxes(0, 1)
@@ -67,42 +76,49 @@ def reference(op, attrs, X, W, R, B=None, seq_lens=None, h0=None, c0=None, P=Non
                        attrs.get("activation_beta", []))
     clip = attrs.get("clip")
     cl = (lambda v: np.clip(v, -clip, clip)) if clip is not None else (lambda v: v)
-    B = np.zeros((directions, 2 * g * hidden)) if B is None else B
-    P = np.zeros((directions, 3 * hidden)) if P is None else P
-    h0 = np.zeros((directions, batch, hidden)) if h0 is None else h0
-    c0 = np.zeros((directions, batch, hidden)) if c0 is None else c0
+    q = fake_quantize if quantize else (lambda v: v)
+    B = np.zeros((directions, 2 * g * H)) if B is None else B.astype(np.float64)
+    P = np.zeros((directions, 3 * H)) if P is None else P.astype(np.float64)
+    h0 = np.zeros((directions, batch, H)) if h0 is None else h0
+    c0 = np.zeros((directions, batch, H)) if c0 is None else c0
     lens = np.full(batch, seq) if seq_lens is None else np.clip(seq_lens, 0, seq)
-    Y = np.zeros((seq, directions, batch, hidden))
-    Yh, Yc = np.zeros((directions, batch, hidden)), np.zeros((directions, batch, hidden))
-    H = hidden
+    Y = np.zeros((seq, directions, batch, H))
+    Yh, Yc = np.zeros((directions, batch, H)), np.zeros((directions, batch, H))
     for d in range(directions):
         reverse = attrs.get("direction") == "reverse" or d == 1
         f = funcs[d * per_direction:(d + 1) * per_direction]
         w, r = W[d].astype(np.float64), R[d].astype(np.float64)
-        wb, rb = B[d][:g * H].astype(np.float64), B[d][g * H:].astype(np.float64)
-        for n in range(batch):
-            h, c = h0[d, n].astype(np.float64), c0[d, n].astype(np.float64)
-            for t in (range(lens[n] - 1, -1, -1) if reverse else range(lens[n])):
-                x = X[t, n].astype(np.float64)
-                if op == "RNN":
-                    h = f[0](cl(w @ x + r @ h + wb + rb))
-                elif op == "GRU":
-                    gx, gh = w @ x + wb, r @ h + rb
-                    z = f[0](cl(gx[:H] + gh[:H]))
-                    reset = f[0](cl(gx[H:2 * H] + gh[H:2 * H]))
-                    if attrs.get("linear_before_reset", 0):
-                        candidate = f[1](cl(gx[2 * H:] + reset * gh[2 * H:]))
-                    else:
-                        candidate = f[1](cl(gx[2 * H:] + r[2 * H:] @ (reset * h) + rb[2 * H:]))
-                    h = (1 - z) * candidate + z * h
+        wb, rb = B[d][:g * H], B[d][g * H:]
+        xs = q(X).astype(np.float64)
+        h, c = h0[d].astype(np.float64), c0[d].astype(np.float64)
+        for t in (range(seq - 1, -1, -1) if reverse else range(seq)):
+            # DynamicQuantizeLSTM rounds X as a whole, h row by row (as ONNX Runtime does).
+            hq = np.stack([q(row) for row in h]).astype(np.float64)
+            gx, gh = xs[t] @ w.T + wb, hq @ r.T + rb
+            if op == "RNN":
+                h_new, c_new = f[0](cl(gx + gh)), c
+            elif op == "GRU":
+                z = f[0](cl(gx[:, :H] + gh[:, :H]))
+                reset = f[0](cl(gx[:, H:2 * H] + gh[:, H:2 * H]))
+                if attrs.get("linear_before_reset", 0):
+                    candidate = f[1](cl(gx[:, 2 * H:] + reset * gh[:, 2 * H:]))
                 else:
-                    gates = w @ x + r @ h + wb + rb
-                    i = f[0](cl(gates[:H] + P[d][:H] * c))
-                    forget = 1 - i if attrs.get("input_forget", 0) else f[0](cl(gates[2 * H:3 * H] + P[d][2 * H:] * c))
-                    c = forget * c + i * f[1](cl(gates[3 * H:]))
-                    h = f[0](cl(gates[H:2 * H] + P[d][H:2 * H] * c)) * f[2](c)
-                Y[t, d, n] = h
-            Yh[d, n], Yc[d, n] = h, c
+                    candidate = f[1](cl(gx[:, 2 * H:] + (reset * h) @ r[2 * H:].T + rb[2 * H:]))
+                h_new, c_new = (1 - z) * candidate + z * h, c
+            else:
+                gates = gx + gh
+                i = f[0](cl(gates[:, :H] + P[d][:H] * c))
+                if attrs.get("input_forget", 0):
+                    forget = 1 - i
+                else:
+                    forget = f[0](cl(gates[:, 2 * H:3 * H] + P[d][2 * H:] * c))
+                c_new = forget * c + i * f[1](cl(gates[:, 3 * H:]))
+                h_new = f[0](cl(gates[:, H:2 * H] + P[d][H:2 * H] * c_new)) * f[2](c_new)
+            # Rows whose sequence has ended keep their state and give zeros.
+            active = (t < lens)[:, None]
+            h, c = np.where(active, h_new, h), np.where(active, c_new, c)
+            Y[t, d] = np.where(active, h_new, 0)
+        Yh[d], Yc[d] = h, c
     if layout:
         Y, Yh, Yc = Y.transpose(2, 0, 1, 3), Yh.swapaxes(0, 1), Yc.swapaxes(0, 1)
     return [a.astype(np.float32) for a in (Y, Yh, Yc)][:3 if op == "LSTM" else 2]
@@ -292,3 +308,96 @@ def test_rejects_mismatched_hidden_size_and_old_versions(tmp_path):
         _generate(tmp_path, (node, feeds, inits, expected))
     with pytest.raises(CodegenError, match="LSTM-1 is not supported; convert the model to opset 7"):
         _generate(tmp_path, _layer("n", "LSTM"), opset=6)
+
+
+def _quantized_lstm(tag, direction, per_channel, signed, optional, seq=6, batch=2, inputs=5, hidden=4):
+    """A com.microsoft DynamicQuantizeLSTM node with its inputs, and the reference outputs."""
+    node, feeds, inits, _ = _layer(tag, "LSTM", {"direction": direction}, seq=seq, batch=batch, inputs=inputs,
+                                   hidden=hidden, optional=optional)
+    directions, gh = 2 if direction == "bidirectional" else 1, 4 * hidden
+    quantized = {}
+    for label in ("W", "R"):
+        weights = inits.pop(f"{tag}_{label}").transpose(0, 2, 1)  # [directions, K, 4H], as the op stores it
+        if per_channel:
+            lo, hi = np.minimum(weights.min(axis=1), 0), np.maximum(weights.max(axis=1), 0)  # [directions, 4H]
+        else:
+            lo, hi = np.minimum(weights.min(axis=(1, 2)), 0), np.maximum(weights.max(axis=(1, 2)), 0)
+        # Symmetric, one zero point for all columns (0, or 128 for uint8): ONNX Runtime accepts no other.
+        scale = (np.maximum(hi, -lo) / 127).astype(np.float32)
+        zero_point = np.zeros_like(scale) + (0 if signed else 128)
+        shaped = (lambda a: a[:, None, :]) if per_channel else (lambda a: a[:, None, None])
+        dtype = np.int8 if signed else np.uint8
+        q = np.clip(np.round(weights / shaped(scale)) + shaped(zero_point), np.iinfo(dtype).min, np.iinfo(dtype).max)
+        quantized[label] = ((q - shaped(zero_point)) * shaped(scale)).astype(np.float32).transpose(0, 2, 1)
+        inits[f"{tag}_{label}q"] = q.astype(dtype)
+        inits[f"{tag}_{label}_scale"] = scale
+        inits[f"{tag}_{label}_zp"] = zero_point.astype(dtype)
+        assert scale.shape == ((directions, gh) if per_channel else (directions,))
+    names = list(node.input) + [""] * (8 - len(node.input))
+    names[1], names[2] = f"{tag}_Wq", f"{tag}_Rq"
+    names += [f"{tag}_W_scale", f"{tag}_W_zp", f"{tag}_R_scale", f"{tag}_R_zp"]
+    quant_node = helper.make_node("DynamicQuantizeLSTM", names, list(node.output), name=tag, domain="com.microsoft",
+                                  hidden_size=hidden, direction=direction)
+    values = {**feeds, **inits}
+    given = [values.get(f"{tag}_{k}") for k in ("X", "W", "R", "B", "seq", "h0", "c0", "P")]
+    given[1], given[2] = quantized["W"], quantized["R"]
+    expected = dict(zip(node.output, reference("LSTM", {"direction": direction}, *given, quantize=True)))
+    return quant_node, feeds, inits, expected
+
+
+def _quantized_model(tmp_path, layers):
+    nodes = [layer[0] for layer in layers]
+    feeds = {k: v for layer in layers for k, v in layer[1].items()}
+    inits = {k: v for layer in layers for k, v in layer[2].items()}
+    expected = {k: v for layer in layers for k, v in layer[3].items()}
+    graph = helper.make_graph(
+        nodes, "g",
+        [helper.make_tensor_value_info(k, TensorProto.INT32 if v.dtype == np.int32 else TensorProto.FLOAT, v.shape)
+         for k, v in feeds.items()],
+        [helper.make_tensor_value_info(k, TensorProto.FLOAT, v.shape) for k, v in expected.items()],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
+                              ir_version=9)
+    return save(model, tmp_path), feeds, expected
+
+
+def test_dynamic_quantize_lstm(tmp_path):
+    layers = [_quantized_lstm("a", "bidirectional", per_channel=False, signed=True, optional=("B", "h0", "c0")),
+              _quantized_lstm("b", "forward", per_channel=True, signed=False, optional=("B", "seq", "P")),
+              _quantized_lstm("c", "reverse", per_channel=True, signed=True, optional=(), batch=1, hidden=20)]
+    path, feeds, expected = _quantized_model(tmp_path, layers)
+    got, _ = run_generated(path, feeds, list(expected.values()), str(tmp_path))
+    got = dict(zip(expected, got))
+    assert_close(got, expected)
+    try:
+        import onnxruntime
+    except ImportError:
+        return
+    # ONNX Runtime itself, where it is installed: the op is its own.
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    assert_close(got, dict(zip(expected, session.run(list(expected), feeds))))
+
+
+def test_other_com_microsoft_ops_stay_unsupported(tmp_path):
+    node = helper.make_node("FusedGemm", ["x", "x"], ["y"], name="fused", domain="com.microsoft")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
+                              ir_version=9)
+    with pytest.raises(CodegenError, match=r"node 'fused' \(com\.microsoft\.FusedGemm, opset 1\): unsupported operator$"):
+        cli.generate_files(save(model, tmp_path), {}, cpu="generic", namespace="t", class_name="M",
+                           header_include="m.h", model_label="test")
+
+
+def test_dynamic_quantize_lstm_needs_constant_weights(tmp_path):
+    node, feeds, inits, expected = _quantized_lstm("q", "forward", per_channel=False, signed=True, optional=())
+    feeds["q_Wq"] = inits.pop("q_Wq")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(
+        k, TensorProto.INT8 if v.dtype == np.int8 else TensorProto.FLOAT, v.shape) for k, v in feeds.items()],
+        [helper.make_tensor_value_info(k, TensorProto.FLOAT, v.shape) for k, v in expected.items()],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
+                              ir_version=9)
+    with pytest.raises(CodegenError, match=r"W \('q_Wq'\) must be a constant"):
+        cli.generate_files(save(model, tmp_path), {}, cpu="generic", namespace="t", class_name="M",
+                           header_include="m.h", model_label="test")

@@ -14,6 +14,7 @@ from pure_model_codegen.ops import attr_float, attr_int, input_count, register, 
 
 _FLOAT = (1,)
 _INT32 = (6,)
+_INT8 = (3, 2)  # int8, uint8
 # kRecurrentPanel in recurrent_kernels.h.
 PANEL = 16
 
@@ -30,6 +31,8 @@ _ACTIVATIONS = ("Relu", "Tanh", "Sigmoid", "Affine", "LeakyRelu", "ThresholdedRe
                 "Elu", "Softsign", "Softplus")
 # Input slots: X, W, R, B, sequence_lens, initial_h, then LSTM's initial_c and P.
 _X, _W, _R, _B, _SEQ, _H0, _C0, _P = range(8)
+# DynamicQuantizeLSTM's further inputs: W_scale, W_zero_point, R_scale, R_zero_point.
+_QUANT = 8
 
 
 def _present(node, index):
@@ -76,14 +79,16 @@ def _floats(node, name):
     return value
 
 
-def _geometry(node, graph, op):
-    """Shapes and attributes of a recurrent node, checked."""
-    input_count(node, 3, 8 if op == "LSTM" else 6)
+def _geometry(node, graph, op, quantized=False):
+    """Shapes and attributes of a recurrent node, checked. quantized: DynamicQuantizeLSTM."""
+    input_count(node, *((12, 12) if quantized else (3, 8 if op == "LSTM" else 6)))
     x = require_dtype(node, graph, node.inputs[_X], _FLOAT)
-    w = require_dtype(node, graph, node.inputs[_W], _FLOAT)
-    r = require_dtype(node, graph, node.inputs[_R], _FLOAT)
+    w = require_dtype(node, graph, node.inputs[_W], _INT8 if quantized else _FLOAT)
+    r = require_dtype(node, graph, node.inputs[_R], _INT8 if quantized else _FLOAT)
     if len(x.shape) != 3:
         raise CodegenError(f"X must have rank 3, got shape {list(x.shape)}", node=node)
+    if quantized and "layout" in node.attrs:
+        raise CodegenError("DynamicQuantizeLSTM has no attribute 'layout'", node=node)
     layout = attr_int(node, "layout", 0)
     if layout not in (0, 1):
         raise CodegenError(f"layout must be 0 or 1, got {layout}", node=node)
@@ -93,12 +98,15 @@ def _geometry(node, graph, op):
         raise CodegenError(f"direction '{direction}' is not one of forward, reverse, bidirectional", node=node)
     directions = 2 if direction == "bidirectional" else 1
     gates = _GATES[op]
-    hidden = attr_int(node, "hidden_size", r.shape[-1] if len(r.shape) == 3 else None)
+    # DynamicQuantizeLSTM stores W and R transposed: [directions, input or hidden, 4 * hidden].
+    hidden_dim = (1 if quantized else 2) if len(r.shape) == 3 else None
+    hidden = attr_int(node, "hidden_size", None if hidden_dim is None else r.shape[hidden_dim])
     if hidden < 1:
         raise CodegenError(f"hidden_size must be positive, got {hidden}", node=node)
+    gh = gates * hidden
     expected = {
-        _W: ("W", (directions, gates * hidden, input_size)),
-        _R: ("R", (directions, gates * hidden, hidden)),
+        _W: ("W", (directions, input_size, gh) if quantized else (directions, gh, input_size)),
+        _R: ("R", (directions, hidden, gh) if quantized else (directions, gh, hidden)),
         _B: ("B", (directions, 2 * gates * hidden)),
         _SEQ: ("sequence_lens", (batch,)),
         _H0: ("initial_h", (batch, directions, hidden) if layout else (directions, batch, hidden)),
@@ -108,7 +116,8 @@ def _geometry(node, graph, op):
     for index, (label, shape) in expected.items():
         if not _present(node, index):
             continue
-        tensor = require_dtype(node, graph, node.inputs[index], _INT32 if index == _SEQ else _FLOAT)
+        allowed = _INT32 if index == _SEQ else (_INT8 if quantized and index in (_W, _R) else _FLOAT)
+        tensor = require_dtype(node, graph, node.inputs[index], allowed)
         if tuple(tensor.shape) != shape:
             raise CodegenError(f"{label} ('{tensor.name}') has shape {list(tensor.shape)}, expected {list(shape)} "
                                f"(direction {direction}, layout {layout}, hidden_size {hidden})", node=node)
@@ -122,7 +131,19 @@ def _geometry(node, graph, op):
     max_outputs = 3 if op == "LSTM" else 2
     if len(node.outputs) > max_outputs:
         raise CodegenError(f"{op} has at most {max_outputs} outputs, got {len(node.outputs)}", node=node)
-    return dict(op=op, seq=seq, batch=batch, input=input_size, hidden=hidden, gates=gates, layout=layout,
+    if quantized:
+        for index, label in ((_W, "W"), (_R, "R")):
+            for offset, part in ((1, "zero_point"), (0, "scale")):
+                name = node.inputs[_QUANT + 2 * (index == _R) + offset]
+                tensor = require_dtype(node, graph, name, (graph.tensor(node.inputs[index]).dtype,) if offset else _FLOAT)
+                if tuple(tensor.shape) not in ((directions,), (directions, gh)):
+                    raise CodegenError(f"{label}_{part} ('{name}') has shape {list(tensor.shape)}, expected "
+                                       f"[{directions}] or [{directions}, {gh}]", node=node)
+                if not tensor.is_constant:
+                    raise CodegenError(f"{label}_{part} ('{name}') must be a constant", node=node)
+            if not graph.tensor(node.inputs[index]).is_constant:
+                raise CodegenError(f"{label} ('{node.inputs[index]}') must be a constant", node=node)
+    return dict(op=op, quantized=quantized, seq=seq, batch=batch, input=input_size, hidden=hidden, gates=gates, layout=layout,
                 directions=directions, reverse=direction == "reverse", clip=clip,
                 linear_before_reset=bool(linear_before_reset), input_forget=bool(input_forget),
                 activations=_activations(node, op, directions))
@@ -135,9 +156,9 @@ def _output_shapes(g):
     return [y, state, state]
 
 
-def _make_infer(op):
+def _make_infer(op, quantized=False):
     def infer(node, graph):
-        g = _geometry(node, graph, op)
+        g = _geometry(node, graph, op, quantized)
         return [(1, shape) for shape, _ in zip(_output_shapes(g), node.outputs)]
 
     return infer
@@ -164,6 +185,21 @@ def _packed_floats(rows, k):
     return -(-rows // PANEL) * PANEL * k
 
 
+def _weights(node, graph, g, index):
+    """W or R as float [directions, G * H, K], or None when it is not a constant (then the kernel
+    packs it at run time). DynamicQuantizeLSTM's are dequantized here, once."""
+    tensor = graph.tensor(node.inputs[index])
+    if not g["quantized"]:
+        return tensor.value
+    # [directions, K, G * H]; scale and zero point per direction, or per direction and column.
+    scale = graph.tensor(node.inputs[_QUANT + 2 * (index == _R)]).value.astype(np.float64)
+    zero_point = graph.tensor(node.inputs[_QUANT + 2 * (index == _R) + 1]).value.astype(np.float64)
+    scale = scale[:, None, :] if scale.ndim == 2 else scale[:, None, None]
+    zero_point = zero_point[:, None, :] if zero_point.ndim == 2 else zero_point[:, None, None]
+    dequantized = (tensor.value.astype(np.float64) - zero_point) * scale
+    return np.ascontiguousarray(dequantized.transpose(0, 2, 1)).astype(np.float32)
+
+
 def _runtime_layout(node, graph, g):
     """Scratch floats for what must be prepared at run time, per direction: packed W, R parts and
     the folded bias, for those that are not constants."""
@@ -185,12 +221,13 @@ def _runtime_layout(node, graph, g):
 
 def _kernel_floats(g):
     s, n, h, gh = g["seq"], g["batch"], g["hidden"], g["gates"] * g["hidden"]
-    return s * n * gh + n * (gh + 4 * h)  # RecurrentScratchFloats
+    quantized = s * n * g["input"] + n * h if g["quantized"] else 0
+    return s * n * gh + n * (gh + 4 * h) + quantized  # RecurrentScratchFloats
 
 
-def _make_scratch(op):
+def _make_scratch(op, quantized=False):
     def scratch(node, graph):
-        g = _geometry(node, graph, op)
+        g = _geometry(node, graph, op, quantized)
         return 4 * (_kernel_floats(g) + sum(_runtime_layout(node, graph, g).values()))
 
     return scratch
@@ -208,12 +245,13 @@ def _fold_bias(g, b):
     return (wb + rb).astype(np.float32), None
 
 
-def _make_emit(op):
+def _make_emit(op, quantized=False):
     def emit(node, ctx):
         graph = ctx.graph
-        g = _geometry(node, graph, op)
+        g = _geometry(node, graph, op, quantized)
         s, n, d, h, gh = g["seq"], g["batch"], g["directions"], g["hidden"], g["gates"] * g["hidden"]
         w, r = graph.tensor(node.inputs[_W]), graph.tensor(node.inputs[_R])
+        w_value, r_value = _weights(node, graph, g, _W), _weights(node, graph, g, _R)
         b = graph.tensor(node.inputs[_B]) if _present(node, _B) else None
         runtime = _runtime_layout(node, graph, g)
         scratch = ctx.scratch(node)
@@ -239,14 +277,14 @@ def _make_emit(op):
                       ("kReverse", reverse), ("kRowStrideT", row_t), ("kRowStrideN", row_n),
                       ("kYStrideT", y_t), ("kYStrideN", y_n), ("kStateStrideN", state_n),
                       ("kClip", float(g["clip"] or 0.0)), ("kLinearBeforeReset", g["linear_before_reset"]),
-                      ("kInputForget", g["input_forget"])]
+                      ("kInputForget", g["input_forget"]), ("kQuantizeActivations", quantized)]
             for letter, (name, alpha, beta) in zip("FGH", acts[:3] + [("Tanh", 0.0, 0.0)] * 3):
                 fields += [(f"k{letter}", ("pure_model::RnnActivation", f"pure_model::RnnActivation::k{name}")),
                            (f"k{letter}Alpha", alpha), (f"k{letter}Beta", beta)]
             params = ctx.param_struct(node, fields)
             # Weights: packed at generation time, or into scratch now.
-            if w.is_constant:
-                w_ptr = ctx.derived_constant(node, f"w_packed{label}", pack(w.value[direction]),
+            if w_value is not None:
+                w_ptr = ctx.derived_constant(node, f"w_packed{label}", pack(w_value[direction]),
                                              comment="W packed in panels of 16 rows at generation time")
             else:
                 w_ptr = runtime_ptr["w"]
@@ -254,9 +292,9 @@ def _make_emit(op):
                              f"{direction * gh * g['input']}, {w_ptr});")
             r_ptrs = []
             for index, (lo, hi) in enumerate(_weights_parts(g)):
-                if r.is_constant:
+                if r_value is not None:
                     r_ptrs.append(ctx.derived_constant(
-                        node, f"r_packed{label}" + ("_h" if index else ""), pack(r.value[direction][lo:hi]),
+                        node, f"r_packed{label}" + ("_h" if index else ""), pack(r_value[direction][lo:hi]),
                         comment="R packed in panels of 16 rows at generation time"))
                 else:
                     r_ptrs.append(runtime_ptr[f"r{index}"])
@@ -294,9 +332,9 @@ def _make_emit(op):
     return emit
 
 
-def _make_flops(op):
+def _make_flops(op, quantized=False):
     def flops(node, graph):
-        g = _geometry(node, graph, op)
+        g = _geometry(node, graph, op, quantized)
         gh = g["gates"] * g["hidden"]
         return 2 * g["directions"] * g["seq"] * g["batch"] * gh * (g["input"] + g["hidden"])
 
@@ -314,3 +352,12 @@ def _check(node, version):
 for _op in ("RNN", "GRU", "LSTM"):
     register(_op, infer=_make_infer(_op), emit=_make_emit(_op), flops=_make_flops(_op), scratch=_make_scratch(_op),
              check=_check)
+
+
+# ONNX Runtime's contrib op: LSTM with 8-bit W and R (transposed, with scales and zero points per
+# direction or per column) whose products quantize X and h to 8 bits on the fly. The weights are
+# dequantized at generation time and the kernel rounds X and h as ONNX Runtime does
+# (FakeQuantizeUint8), so the results agree with ONNX Runtime's up to float rounding.
+register("DynamicQuantizeLSTM", domain="com.microsoft", infer=_make_infer("LSTM", True),
+         emit=_make_emit("LSTM", True), flops=_make_flops("LSTM", True), scratch=_make_scratch("LSTM", True),
+         max_version=1)
