@@ -171,25 +171,30 @@ def _layer(tag, op, attrs=None, seq=5, batch=3, inputs=4, hidden=3, optional=(),
     return node, feeds, inits, expected
 
 
-def _run(tmp_path, layers, opset=22):
-    nodes, feeds, inits, expected = [], {}, {}, {}
-    for node, f, i, e in layers:
-        nodes.append(node)
-        feeds.update(f)
-        inits.update(i)
-        expected.update(e)
+_ELEMENT_TYPES = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.int32): TensorProto.INT32,
+                  np.dtype(np.int8): TensorProto.INT8}
+
+
+def _save_model(tmp_path, layers, opsets=(("", 22),)):
+    """The layers' nodes in one model: (path, feeds, expected outputs)."""
+    feeds = {k: v for layer in layers for k, v in layer[1].items()}
+    inits = {k: v for layer in layers for k, v in layer[2].items()}
+    expected = {k: v for layer in layers for k, v in layer[3].items()}
     graph = helper.make_graph(
-        nodes, "test",
-        [helper.make_tensor_value_info(k, TensorProto.INT32 if v.dtype == np.int32 else TensorProto.FLOAT, v.shape)
-         for k, v in feeds.items()],
+        [layer[0] for layer in layers], "test",
+        [helper.make_tensor_value_info(k, _ELEMENT_TYPES[v.dtype], v.shape) for k, v in feeds.items()],
         [helper.make_tensor_value_info(k, TensorProto.FLOAT, v.shape) for k, v in expected.items()],
         [numpy_helper.from_array(v, k) for k, v in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=9)
-    onnx.checker.check_model(model)
-    path = save(model, tmp_path)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets], ir_version=9)
+    return save(model, tmp_path), feeds, expected
+
+
+def _run(tmp_path, layers, opsets=(("", 22),)):
+    path, feeds, expected = _save_model(tmp_path, layers, opsets)
     got, files = run_generated(path, feeds, list(expected.values()), str(tmp_path))
-    assert_close(dict(zip(expected, got)), expected)
-    return files
+    got = dict(zip(expected, got))
+    assert_close(got, expected)
+    return path, feeds, got
 
 
 ALL = ("B", "seq", "h0", "c0", "P")
@@ -216,13 +221,10 @@ def test_directions_layouts_and_optional_inputs(tmp_path, op):
 def test_outputs_nothing_reads_are_skipped(tmp_path):
     # Y and Y_c are named but neither read nor graph outputs: the node still runs for Y_h.
     node, feeds, inits, expected = _layer("n", "LSTM", {"direction": "bidirectional"}, optional=("B", "h0"))
-    graph = helper.make_graph([node, helper.make_node("Neg", ["n_Yh"], ["out"])], "g",
-                              [helper.make_tensor_value_info(k, TensorProto.FLOAT, v.shape) for k, v in feeds.items()],
-                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, expected["n_Yh"].shape)],
-                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
-    path = save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)], ir_version=9), tmp_path)
-    got, files = run_generated(path, feeds, [expected["n_Yh"]], str(tmp_path))
-    assert_close({"out": got[0]}, {"out": -expected["n_Yh"]})
+    negated = (helper.make_node("Neg", ["n_Yh"], ["out"]), {}, {}, {"out": -expected["n_Yh"]})
+    path, feeds, expected = _save_model(tmp_path, [(node, feeds, inits, {}), negated], (("", 14),))
+    got, files = run_generated(path, feeds, list(expected.values()), str(tmp_path))
+    assert_close({"out": got[0]}, expected)
     calls = [line for line in files["source"].splitlines() if "RecurrentLayer<" in line]
     # ... y, y_h, y_c, scratch: only y_h is written.
     assert len(calls) == 2 and all(re.search(r"nullptr, n_yh_ \+ \d+, nullptr, reinterpret_cast", c) for c in calls)
@@ -261,28 +263,18 @@ def test_clip_activations_and_flags(tmp_path, op):
 @pytest.mark.parametrize("op", ["RNN", "GRU", "LSTM"])
 @pytest.mark.parametrize("direction", ["forward", "bidirectional"])
 @pytest.mark.parametrize("layout", [0, 1])
-def test_reference_agrees_with_onnx_reference_evaluator(op, direction, layout):
+def test_reference_agrees_with_onnx_reference_evaluator(tmp_path, op, direction, layout):
     # What the evaluator implements (no sequence_lens, activations or clip) must agree with the
     # transcription the generated code is tested against.
     node, feeds, inits, expected = _layer("n", op, {"direction": direction, "layout": layout},
                                           optional=("B", "h0", "c0", "P"))
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(k, TensorProto.FLOAT, v.shape)
-                                            for k, v in feeds.items()],
-                              [helper.make_tensor_value_info(k, TensorProto.FLOAT, v.shape) for k, v in expected.items()],
-                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)], ir_version=10)
-    got = ReferenceEvaluator(model).run(None, feeds)
+    path, feeds, expected = _save_model(tmp_path, [(node, feeds, inits, expected)])
+    got = ReferenceEvaluator(onnx.load(path)).run(None, feeds)
     assert_close(dict(zip(expected, got)), expected, rtol=1e-5)
 
 
-def _generate(tmp_path, layers, opset=22):
-    node, feeds, inits, expected = layers
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(
-        k, TensorProto.INT32 if v.dtype == np.int32 else TensorProto.FLOAT, v.shape) for k, v in feeds.items()],
-        [helper.make_tensor_value_info(k, TensorProto.FLOAT, v.shape) for k, v in expected.items()],
-        [numpy_helper.from_array(v, k) for k, v in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=9)
-    path = save(model, tmp_path)
+def _generate(tmp_path, layers, opsets=(("", 22),)):
+    path, _, _ = _save_model(tmp_path, [layers], opsets)
     return cli.generate_files(path, {}, cpu="generic", namespace="t", class_name="M", header_include="m.h",
                               model_label="test")
 
@@ -307,7 +299,7 @@ def test_rejects_mismatched_hidden_size_and_old_versions(tmp_path):
     with pytest.raises(CodegenError, match=r"W \('n_W'\) has shape \[1, 9, 4\], expected \[1, 15, 4\]"):
         _generate(tmp_path, (node, feeds, inits, expected))
     with pytest.raises(CodegenError, match="LSTM-1 is not supported; convert the model to opset 7"):
-        _generate(tmp_path, _layer("n", "LSTM"), opset=6)
+        _generate(tmp_path, _layer("n", "LSTM"), opsets=(("", 6),))
 
 
 def _quantized_lstm(tag, direction, per_channel, signed, optional, seq=6, batch=2, inputs=5, hidden=4):
@@ -345,59 +337,32 @@ def _quantized_lstm(tag, direction, per_channel, signed, optional, seq=6, batch=
     return quant_node, feeds, inits, expected
 
 
-def _quantized_model(tmp_path, layers):
-    nodes = [layer[0] for layer in layers]
-    feeds = {k: v for layer in layers for k, v in layer[1].items()}
-    inits = {k: v for layer in layers for k, v in layer[2].items()}
-    expected = {k: v for layer in layers for k, v in layer[3].items()}
-    graph = helper.make_graph(
-        nodes, "g",
-        [helper.make_tensor_value_info(k, TensorProto.INT32 if v.dtype == np.int32 else TensorProto.FLOAT, v.shape)
-         for k, v in feeds.items()],
-        [helper.make_tensor_value_info(k, TensorProto.FLOAT, v.shape) for k, v in expected.items()],
-        [numpy_helper.from_array(v, k) for k, v in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
-                              ir_version=9)
-    return save(model, tmp_path), feeds, expected
+_WITH_MICROSOFT = (("", 17), ("com.microsoft", 1))
 
 
 def test_dynamic_quantize_lstm(tmp_path):
     layers = [_quantized_lstm("a", "bidirectional", per_channel=False, signed=True, optional=("B", "h0", "c0")),
               _quantized_lstm("b", "forward", per_channel=True, signed=False, optional=("B", "seq", "P")),
               _quantized_lstm("c", "reverse", per_channel=True, signed=True, optional=(), batch=1, hidden=20)]
-    path, feeds, expected = _quantized_model(tmp_path, layers)
-    got, _ = run_generated(path, feeds, list(expected.values()), str(tmp_path))
-    got = dict(zip(expected, got))
-    assert_close(got, expected)
+    path, feeds, got = _run(tmp_path, layers, _WITH_MICROSOFT)
     try:
         import onnxruntime
     except ImportError:
         return
     # ONNX Runtime itself, where it is installed: the op is its own.
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-    assert_close(got, dict(zip(expected, session.run(list(expected), feeds))))
+    assert_close(got, dict(zip(got, session.run(list(got), feeds))))
 
 
 def test_other_com_microsoft_ops_stay_unsupported(tmp_path):
     node = helper.make_node("FusedGemm", ["x", "x"], ["y"], name="fused", domain="com.microsoft")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
-                              ir_version=9)
+    layer = (node, {"x": np.zeros((2, 2), np.float32)}, {}, {"y": np.zeros((2, 2), np.float32)})
     with pytest.raises(CodegenError, match=r"node 'fused' \(com\.microsoft\.FusedGemm, opset 1\): unsupported operator$"):
-        cli.generate_files(save(model, tmp_path), {}, cpu="generic", namespace="t", class_name="M",
-                           header_include="m.h", model_label="test")
+        _generate(tmp_path, layer, _WITH_MICROSOFT)
 
 
 def test_dynamic_quantize_lstm_needs_constant_weights(tmp_path):
     node, feeds, inits, expected = _quantized_lstm("q", "forward", per_channel=False, signed=True, optional=())
     feeds["q_Wq"] = inits.pop("q_Wq")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(
-        k, TensorProto.INT8 if v.dtype == np.int8 else TensorProto.FLOAT, v.shape) for k, v in feeds.items()],
-        [helper.make_tensor_value_info(k, TensorProto.FLOAT, v.shape) for k, v in expected.items()],
-        [numpy_helper.from_array(v, k) for k, v in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
-                              ir_version=9)
     with pytest.raises(CodegenError, match=r"W \('q_Wq'\) must be a constant"):
-        cli.generate_files(save(model, tmp_path), {}, cpu="generic", namespace="t", class_name="M",
-                           header_include="m.h", model_label="test")
+        _generate(tmp_path, (node, feeds, inits, expected), _WITH_MICROSOFT)
