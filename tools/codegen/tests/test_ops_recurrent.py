@@ -230,6 +230,12 @@ def test_outputs_nothing_reads_are_skipped(tmp_path):
     assert len(calls) == 2 and all(re.search(r"nullptr, n_yh_ \+ \d+, nullptr, reinterpret_cast", c) for c in calls)
 
 
+def test_opset_7_versions(tmp_path):
+    # RNN-7, GRU-7 and LSTM-7: the same equations, without the layout attribute.
+    layers = [_layer(op, op, {"direction": "bidirectional"}, optional=ALL) for op in ("RNN", "GRU", "LSTM")]
+    _run(tmp_path, layers, (("", 7),))
+
+
 @pytest.mark.parametrize("op", ["RNN", "GRU", "LSTM"])
 def test_clip_activations_and_flags(tmp_path, op):
     acts = {
