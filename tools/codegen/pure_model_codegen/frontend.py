@@ -92,7 +92,10 @@ def _parse_value(text, dtype, name):
     except ValueError:
         raise CodegenError(f"input_values gives {kind} input '{name}' the value '{text}', which is not a "
                            "number") from None
-    if np.isfinite(value) and abs(value) > float(np.finfo(np_type).max):
+    with np.errstate(over="ignore"):
+        # Not np.finfo: it does not know the ml_dtypes types (bfloat16, float8).
+        overflows = np.isfinite(value) and not np.isfinite(float(np.asarray(value).astype(np_type)))
+    if overflows:
         raise CodegenError(f"input_values gives {kind} input '{name}' the value {text}, beyond the range of {kind}")
     return value
 

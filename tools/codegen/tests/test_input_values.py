@@ -73,6 +73,11 @@ def test_fixed_shape_and_other_types_are_checked(tmp_path):
     with pytest.raises(CodegenError, match="beyond the range of float32"):
         frontend._bound_value(helper.make_tensor_value_info("f", TensorProto.FLOAT, [2]), TensorProto.FLOAT, None,
                               flags["f"])
+    # The ml_dtypes types too, which np.finfo does not know.
+    half = helper.make_tensor_value_info("h", TensorProto.BFLOAT16, [2])
+    assert frontend._bound_value(half, TensorProto.BFLOAT16, None, ["1.5", "-2"]).astype(float).tolist() == [1.5, -2]
+    with pytest.raises(CodegenError, match="beyond the range of bfloat16"):
+        frontend._bound_value(half, TensorProto.BFLOAT16, None, ["1.5", "1e39"])
 
 
 def test_unknown_or_twice_named_inputs(tmp_path):
