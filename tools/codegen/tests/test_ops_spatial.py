@@ -313,3 +313,26 @@ def test_gridsample_paddings_far_outside(tmp_path):
              for mode in ("nearest", "linear", "cubic") for padding in ("zeros", "border", "reflection")
              for align in (0, 1)]
     _check_nodes(tmp_path, nodes, {"x": x, "grid": grid}, opset=20)
+
+
+# --- Col2Im, AffineGrid, CenterCropPad ---------------------------------------------------------
+
+def test_col2im_affine_grid_center_crop_pad_backend_cases(tmp_path):
+    """Their shapes (image_shape, block_shape, size, shape) become initializers."""
+    cases = (_backend_cases("col2im", "test_col2im") + _backend_cases("affinegrid", "test_affine_grid")
+             + _backend_cases("center_crop_pad", "test_center_crop_pad"))
+    cases = [c for c in cases if not c.name.endswith("_expanded")]  # those run the ops' function bodies
+    assert len(cases) == 5 + 4 + 6
+    _run_merged(tmp_path, cases)
+
+
+def test_center_crop_pad_integers_and_col2im_3d(tmp_path):
+    x = RNG.integers(-9, 9, (3, 5, 4)).astype(np.int32)
+    nodes = [helper.make_node("CenterCropPad", ["x", "shape"], ["y"], axes=[0, -1])]
+    _check_nodes(tmp_path, nodes, {"x": x}, {"shape": np.asarray([6, 1], np.int64)}, opset=18)
+    (tmp_path / "col2im").mkdir()
+    cols = RNG.uniform(-1, 1, (2, 3 * 2 * 2 * 2, 4 * 2 * 4)).astype(np.float32)
+    nodes = [helper.make_node("Col2Im", ["cols", "image", "block"], ["y"], strides=[1, 2, 1], pads=[0, 1, 1, 1, 0, 0],
+                              dilations=[2, 1, 1])]
+    inits = {"image": np.asarray([5, 4, 4], np.int64), "block": np.asarray([2, 2, 2], np.int64)}
+    _check_nodes(tmp_path / "col2im", nodes, {"cols": cols}, inits, opset=18)
