@@ -158,12 +158,12 @@ def _uses_gemm(node, graph):
     return attr_int(node, "group", 1) == 1 and graph.tensor(node.inputs[1]).is_constant
 
 
-def pack_gemm_weights(weights):
-    """[M, C, KH, KW] -> [ceil(M / 8)][C * KH * KW][8], zero rows padding the last panel."""
+def pack_gemm_weights(weights, dtype=np.float32):
+    """[M, C, KH, KW] -> [ceil(M / 8)][C * KH * KW][8] of `dtype`, zero rows padding the last panel."""
     m = weights.shape[0]
-    matrix = weights.reshape(m, -1).astype(np.float32)
+    matrix = weights.reshape(m, -1).astype(dtype)
     panels = -(-m // GEMM_ROWS)
-    padded = np.zeros((panels * GEMM_ROWS, matrix.shape[1]), np.float32)
+    padded = np.zeros((panels * GEMM_ROWS, matrix.shape[1]), dtype)
     padded[:m] = matrix
     return np.ascontiguousarray(padded.reshape(panels, GEMM_ROWS, -1).transpose(0, 2, 1))
 
@@ -179,10 +179,15 @@ def chunk_cols(node, graph):
     """Output positions the GEMM convolution gathers at once: kChunkCols in kernels.h."""
     g = _conv_geometry(node, graph)
     k = g["c"] * int(np.prod(g["kernel"]))
-    if g["m"] * k * 4 <= _L2_BYTES // 2:
+    return gemm_chunk_cols(g["m"] * k * 4, k * 4, int(np.prod(g["out"])))
+
+
+def gemm_chunk_cols(weight_bytes, column_bytes, positions):
+    """Columns (output positions) a packed-weight GEMM gathers at once, given the bytes of its
+    weights and of one gathered column: see _L2_BYTES."""
+    if weight_bytes <= _L2_BYTES // 2:
         return GEMM_COLS
-    positions = int(np.prod(g["out"]))
-    fitting = max(GEMM_COLS, _L2_BYTES // (k * 4) // GEMM_COLS * GEMM_COLS)
+    fitting = max(GEMM_COLS, _L2_BYTES // column_bytes // GEMM_COLS * GEMM_COLS)
     return min(fitting, -(-positions // GEMM_COLS) * GEMM_COLS)
 
 

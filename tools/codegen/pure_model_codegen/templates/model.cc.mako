@@ -16,6 +16,7 @@
 
 #include "pure_model/kernels.h"
 #include "pure_model/narrow_floats.h"
+#include "pure_model/quantized.h"
 
 namespace ${namespace} {
 namespace {
