@@ -268,16 +268,15 @@ inline void StoreGemmRow(const GemmRow& acc, float bias, const float* residual, 
 }
 
 // Gathers the K x kGemmCols panel of input values that the weights meet at output positions
-// p0 .. p0 + cols - 1 (zeros for padding and for columns past the end). T is float here; the
-// integer convolutions of quantized.h gather int32.
-template <typename P, typename T>
-inline void GatherConvPanel(const T* in, int p0, int cols, T* dst) {
+// p0 .. p0 + cols - 1 (zeros for padding and for columns past the end).
+template <typename P>
+inline void GatherConvPanel(const float* in, int p0, int cols, float* dst) {
   constexpr int kPositions = P::kOH * P::kOW;
   constexpr bool kPointwise = P::kKH == 1 && P::kKW == 1 && P::kStrideH == 1 && P::kStrideW == 1 &&
                               P::kPadTop == 0 && P::kPadLeft == 0 && P::kOH == P::kH && P::kOW == P::kW;
   if (kPointwise && cols == kGemmCols) {
     for (int c = 0; c < P::kC; ++c) {
-      std::memcpy(dst + c * kGemmCols, in + static_cast<std::size_t>(c) * kPositions + p0, sizeof(T) * kGemmCols);
+      std::memcpy(dst + c * kGemmCols, in + static_cast<std::size_t>(c) * kPositions + p0, sizeof(float) * kGemmCols);
     }
     return;
   }
@@ -297,7 +296,7 @@ inline void GatherConvPanel(const T* in, int p0, int cols, T* dst) {
     j += length;
   }
   for (int c = 0; c < P::kC; ++c) {
-    const T* channel = in + static_cast<std::size_t>(c) * P::kH * P::kW;
+    const float* channel = in + static_cast<std::size_t>(c) * P::kH * P::kW;
     for (int kh = 0; kh < P::kKH; ++kh) {
       for (int kw = 0; kw < P::kKW; ++kw, dst += kGemmCols) {
         const int shift = kw * P::kDilW - P::kPadLeft;  // iw = ow * stride + shift
@@ -308,21 +307,21 @@ inline void GatherConvPanel(const T* in, int p0, int cols, T* dst) {
           const ColumnRun& run = runs[r];
           const int ih = run.oh * P::kStrideH - P::kPadTop + kh * P::kDilH;
           if (ih < 0 || ih >= P::kH) {
-            for (int j = run.begin; j < run.end; ++j) dst[j] = T();
+            for (int j = run.begin; j < run.end; ++j) dst[j] = 0.f;
             continue;
           }
-          const T* src = channel + ih * P::kW;
+          const float* src = channel + ih * P::kW;
           // Columns of this run, as ow = run.ow0 + (j - run.begin).
           int inside_begin = run.begin + (ow_lo - run.ow0 > 0 ? ow_lo - run.ow0 : 0);
           int inside_end = run.begin + (ow_hi - run.ow0);
           if (inside_end > run.end) inside_end = run.end;
           if (inside_begin > inside_end) inside_begin = inside_end;
-          for (int j = run.begin; j < inside_begin; ++j) dst[j] = T();
-          const T* first = src + (run.ow0 + inside_begin - run.begin) * P::kStrideW + shift;
+          for (int j = run.begin; j < inside_begin; ++j) dst[j] = 0.f;
+          const float* first = src + (run.ow0 + inside_begin - run.begin) * P::kStrideW + shift;
           for (int j = inside_begin; j < inside_end; ++j) dst[j] = first[(j - inside_begin) * P::kStrideW];
-          for (int j = inside_end < run.begin ? run.begin : inside_end; j < run.end; ++j) dst[j] = T();
+          for (int j = inside_end < run.begin ? run.begin : inside_end; j < run.end; ++j) dst[j] = 0.f;
         }
-        for (int j = cols; j < kGemmCols; ++j) dst[j] = T();
+        for (int j = cols; j < kGemmCols; ++j) dst[j] = 0.f;
       }
     }
   }

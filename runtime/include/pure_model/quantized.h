@@ -91,49 +91,57 @@ inline void DynamicQuantizeLinear(const float* x, std::uint8_t* y, float* y_scal
 
 // --- Integer matrix products --------------------------------------------------------------
 //
-// Y[r][p] = sum_k W'[r][k] * X'[k][p], with W' = W - its zero point and X' = X - its zero point.
-// The structure is that of Conv2DGemm in kernels.h: W' is packed into panels of kGemmRows rows,
-// [ceil(R / kGemmRows)][K][kGemmRows] int16 (8-bit values minus an 8-bit zero point always fit),
-// at generation time when W is constant; X' is gathered kGemmCols columns at a time as int32
-// into scratch, a chunk of kChunkCols columns before the panels of W run over it. The
-// micro-kernel keeps kGemmRows x kGemmCols 32-bit accumulators in registers.
+// Y[r][p] = sum_k W'[r][k] * X'[k][p], with W' = W - its zero point and X' = X - its zero point,
+// on the float GEMM of kernels.h: W' packed into panels of kGemmRows rows, [ceil(R / kGemmRows)]
+// [K][kGemmRows] floats (at generation time when W is constant), X' gathered kGemmCols columns
+// at a time into scratch, a chunk of kChunkCols columns before the panels of W run over it.
+//
+// Float arithmetic is exact here: W' and X' are integers in [-255, 255], so a product's magnitude
+// is at most 65025, and a sum of kExactK = 256 of them stays below 2^24, where every integer is a
+// float. The micro-kernel therefore runs over K in slices of kExactK, and each slice's sums are
+// converted to int32 and added up in wrapping 32-bit integers (unsigned lanes, as ONNX's int32
+// accumulator wraps). The FMA units run this faster than 32-bit integer multiplies would.
+constexpr int kExactK = 256;
+
+typedef std::int32_t QGemmInts __attribute__((vector_size(kGemmVectorFloats * sizeof(std::int32_t))));
 typedef std::uint32_t QGemmVector __attribute__((vector_size(kGemmVectorFloats * sizeof(std::uint32_t))));
 
 struct QGemmRow {
   QGemmVector v[kGemmRowVectors];
 };
 
+// acc[i] += the exact sums of one slice of K, for the kGemmRows rows of a panel.
 template <int K>
-inline void QGemmMicroKernel(const std::int16_t* __restrict a, const std::int32_t* __restrict b, QGemmRow* acc) {
-  QGemmVector c[kGemmRows][kGemmRowVectors] = {};
-  for (int k = 0; k < K; ++k) {
-    QGemmVector bv[kGemmRowVectors];
-#pragma GCC unroll 4
-    for (int v = 0; v < kGemmRowVectors; ++v) {
-      std::memcpy(&bv[v], b + k * kGemmCols + v * kGemmVectorFloats, sizeof(QGemmVector));
-    }
-    const std::int16_t* ak = a + k * kGemmRows;
-    __builtin_prefetch(ak + 2 * kGemmPrefetchSteps * kGemmRows);
-#pragma GCC unroll 8
-    for (int i = 0; i < kGemmRows; ++i) {
-      // Sign-extended, then taken modulo 2^32: the product's low 32 bits are the same.
-      const std::uint32_t w = static_cast<std::uint32_t>(static_cast<std::int32_t>(ak[i]));
-#pragma GCC unroll 4
-      for (int v = 0; v < kGemmRowVectors; ++v) c[i][v] += w * bv[v];
-    }
-  }
+inline void QGemmSlice(const float* a, const float* b, QGemmRow* acc) {
+  static_assert(K <= kExactK, "float sums are exact up to kExactK products");
+  GemmRow part[kGemmRows];
+  GemmMicroKernel<K>(a, b, part);
 #pragma GCC unroll 8
   for (int i = 0; i < kGemmRows; ++i) {
 #pragma GCC unroll 4
-    for (int v = 0; v < kGemmRowVectors; ++v) acc[i].v[v] = c[i][v];
+    for (int v = 0; v < kGemmRowVectors; ++v) {
+      acc[i].v[v] += __builtin_convertvector(__builtin_convertvector(part[i].v[v], QGemmInts), QGemmVector);
+    }
+  }
+}
+
+template <int K>
+inline void QGemmMicroKernel(const float* a, const float* b, QGemmRow* acc) {
+  for (int i = 0; i < kGemmRows; ++i) acc[i] = QGemmRow{};
+  for (int k0 = 0; k0 + kExactK <= K; k0 += kExactK) {
+    QGemmSlice<kExactK>(a + k0 * kGemmRows, b + k0 * kGemmCols, acc);
+  }
+  constexpr int kTail = K % kExactK;
+  if constexpr (kTail > 0) {
+    QGemmSlice<kTail>(a + (K - kTail) * kGemmRows, b + (K - kTail) * kGemmCols, acc);
   }
 }
 
 // Y (kRows x kCols, element (r, p) at y[r * kRowStride + p * kColStride]) = W' X'. `gather(p0,
-// cols, dst)` writes columns p0 .. p0 + cols - 1 of X' as a [kK][kGemmCols] int32 panel with
-// zeros past `cols`; `panels` holds kK * kChunkCols int32.
+// cols, dst)` writes columns p0 .. p0 + cols - 1 of X' as a [kK][kGemmCols] panel with zeros
+// past `cols`; `panels` holds kK * kChunkCols floats.
 template <int kRows, int kK, int kCols, int kChunkCols, int kRowStride, int kColStride, typename Gather>
-inline void QGemm(const std::int16_t* packed_w, const Gather& gather, std::int32_t* y, std::int32_t* panels) {
+inline void QGemm(const float* packed_w, const Gather& gather, std::int32_t* y, float* panels) {
   static_assert(kChunkCols % kGemmCols == 0, "chunks hold whole panels");
   constexpr int kPanels = (kRows + kGemmRows - 1) / kGemmRows;
   for (int c0 = 0; c0 < kCols; c0 += kChunkCols) {
@@ -172,43 +180,43 @@ inline void QGemm(const std::int16_t* packed_w, const Gather& gather, std::int32
 // = w[r * kRowStride + k * kKStride] - zero_point[r if kPerRowZero, else 0] (0 without a zero
 // point); rows past kRows are zero.
 template <int kRows, int kK, int kRowStride, int kKStride, bool kPerRowZero, typename TW>
-inline void QPackWeights(const TW* w, const TW* zero_point, std::int16_t* packed) {
+inline void QPackWeights(const TW* w, const TW* zero_point, float* packed) {
   constexpr int kPanels = (kRows + kGemmRows - 1) / kGemmRows;
   for (int r = 0; r < kPanels * kGemmRows; ++r) {
-    std::int16_t* dst = packed + static_cast<std::size_t>(r / kGemmRows) * kK * kGemmRows + r % kGemmRows;
+    float* dst = packed + static_cast<std::size_t>(r / kGemmRows) * kK * kGemmRows + r % kGemmRows;
     if (r >= kRows) {
-      for (int k = 0; k < kK; ++k) dst[k * kGemmRows] = 0;
+      for (int k = 0; k < kK; ++k) dst[k * kGemmRows] = 0.f;
       continue;
     }
     const int zero = zero_point == nullptr ? 0 : zero_point[kPerRowZero ? r : 0];
     for (int k = 0; k < kK; ++k) {
-      dst[k * kGemmRows] = static_cast<std::int16_t>(w[static_cast<std::size_t>(r) * kRowStride +
-                                                       static_cast<std::size_t>(k) * kKStride] - zero);
+      dst[k * kGemmRows] = static_cast<float>(
+          w[static_cast<std::size_t>(r) * kRowStride + static_cast<std::size_t>(k) * kKStride] - zero);
     }
   }
 }
 
 // ConvInteger: int32 y = conv(x - x_zero_point, W'), NCHW, 1-D as 2-D with H = 1. Padding reads
 // as zero after the zero point is subtracted (as onnx's reference pads). Each image is shifted
-// into int32 once (`shifted`, kGroups * kC * kH * kW), then every group is one QGemm whose panels
-// GatherConvPanel cuts from it. packed_w: the groups' packed W', one after the other.
+// into floats once (`shifted`, kGroups * kC * kH * kW), then every group is one QGemm whose
+// panels GatherConvPanel cuts from it. packed_w: the groups' packed W', one after the other.
 // P: kN kGroups kC kH kW kM (kC and kM per group) kKH kKW kOH kOW kStrideH kStrideW kPadTop
 //    kPadLeft kDilH kDilW kChunkCols.
 template <typename P, typename TX>
-inline void ConvInteger2D(const TX* x, const TX* x_zero_point, const std::int16_t* packed_w, std::int32_t* y,
-                          std::int32_t* shifted, std::int32_t* panels) {
+inline void ConvInteger2D(const TX* x, const TX* x_zero_point, const float* packed_w, std::int32_t* y,
+                          float* shifted, float* panels) {
   constexpr int kK = P::kC * P::kKH * P::kKW;
   constexpr int kPositions = P::kOH * P::kOW;
   constexpr std::size_t kGroupInput = static_cast<std::size_t>(P::kC) * P::kH * P::kW;
   constexpr std::size_t kImage = kGroupInput * P::kGroups;
   constexpr std::size_t kPackedGroup = static_cast<std::size_t>((P::kM + kGemmRows - 1) / kGemmRows) * kK * kGemmRows;
-  const std::int32_t zero = x_zero_point == nullptr ? 0 : static_cast<std::int32_t>(*x_zero_point);
+  const int zero = x_zero_point == nullptr ? 0 : static_cast<int>(*x_zero_point);
   for (int n = 0; n < P::kN; ++n) {
     const TX* image = x + n * kImage;
-    for (std::size_t e = 0; e < kImage; ++e) shifted[e] = static_cast<std::int32_t>(image[e]) - zero;
+    for (std::size_t e = 0; e < kImage; ++e) shifted[e] = static_cast<float>(static_cast<int>(image[e]) - zero);
     for (int g = 0; g < P::kGroups; ++g) {
-      const std::int32_t* in = shifted + g * kGroupInput;
-      const auto gather = [in](int p0, int cols, std::int32_t* dst) { GatherConvPanel<P>(in, p0, cols, dst); };
+      const float* in = shifted + g * kGroupInput;
+      const auto gather = [in](int p0, int cols, float* dst) { GatherConvPanel<P>(in, p0, cols, dst); };
       QGemm<P::kM, kK, kPositions, P::kChunkCols, kPositions, 1>(
           packed_w + g * kPackedGroup, gather,
           y + (static_cast<std::size_t>(n) * P::kGroups + g) * P::kM * kPositions, panels);
@@ -220,16 +228,16 @@ inline void ConvInteger2D(const TX* x, const TX* x_zero_point, const std::int16_
 // rows of the product's W' are B's columns). The rows of A are the gathered columns, so the
 // result is stored transposed (row stride 1, column stride N).
 template <int M, int K, int N, int kChunkCols, typename TA>
-inline void MatMulInteger(const TA* a, const TA* a_zero_point, const std::int16_t* packed_b, std::int32_t* y,
-                          std::int32_t* panels) {
-  const std::int32_t zero = a_zero_point == nullptr ? 0 : static_cast<std::int32_t>(*a_zero_point);
-  const auto gather = [a, zero](int p0, int cols, std::int32_t* dst) {
+inline void MatMulInteger(const TA* a, const TA* a_zero_point, const float* packed_b, std::int32_t* y,
+                          float* panels) {
+  const int zero = a_zero_point == nullptr ? 0 : static_cast<int>(*a_zero_point);
+  const auto gather = [a, zero](int p0, int cols, float* dst) {
     for (int j = 0; j < kGemmCols; ++j) {
       const TA* row = a + static_cast<std::size_t>(p0 + j) * K;
       if (j < cols) {
-        for (int k = 0; k < K; ++k) dst[k * kGemmCols + j] = static_cast<std::int32_t>(row[k]) - zero;
+        for (int k = 0; k < K; ++k) dst[k * kGemmCols + j] = static_cast<float>(static_cast<int>(row[k]) - zero);
       } else {
-        for (int k = 0; k < K; ++k) dst[k * kGemmCols + j] = 0;
+        for (int k = 0; k < K; ++k) dst[k * kGemmCols + j] = 0.f;
       }
     }
   };

@@ -127,14 +127,13 @@ class EmitContext:
                              len(values), [ln.replace("LL", "") for ln in lines]))
         return name
 
-    def derived_constant(self, node, label, array, comment="computed at generation time", dtype=1):
-        """Embeds an array the generator computed (folded or packed weights), of element type
-        `dtype` (float32 unless said); counts as weights."""
+    def derived_constant(self, node, label, array, comment="computed at generation time"):
+        """Embeds a float array the generator computed (folded or packed weights); counts as weights."""
         name = self._names.take("k" + cpp.camel_case(node.name) + cpp.camel_case(label))
         size = int(np.asarray(array).size)
         self.derived.append((cpp.comment_text(f"{label} of node '{node.name}' ({node.op_type}), {comment}."),
-                             ir.cpp_type(dtype), name, size, _format_values(array, dtype)))
-        self.weight_bytes += size * np.dtype(ir.numpy_type(dtype)).itemsize
+                             "float", name, size, _format_values(array, 1)))
+        self.weight_bytes += size * 4
         return name
 
 

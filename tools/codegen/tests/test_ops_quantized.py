@@ -239,6 +239,20 @@ def test_matmul_integer(tmp_path):
     assert "packed_b" in files["source"] and "QPackWeights" in files["source"]
 
 
+def test_matmul_integer_extremes(tmp_path):
+    # Products of +-255 summed far past 2^24 (the kernels sum slices of K in float, exactly) and,
+    # over 40000 terms, past 2^31, where int32 wraps as in onnx's reference.
+    feeds = {"a": np.full((2, 600), 255, np.uint8), "b": np.full((600, 3), 255, np.uint8),
+             "long_a": np.full((1, 40000), 255, np.uint8), "long_b": np.zeros((40000, 2), np.uint8)}
+    inits = {"zero": scalar(0, np.uint8), "high": scalar(255, np.uint8)}
+    nodes = [
+        helper.make_node("MatMulInteger", ["a", "b"], ["positive"]),
+        helper.make_node("MatMulInteger", ["a", "b", "zero", "high"], ["negative"]),
+        helper.make_node("MatMulInteger", ["long_a", "long_b", "zero", "high"], ["wrapped"]),
+    ]
+    check(tmp_path, nodes, feeds, ["positive", "negative", "wrapped"], inits)
+
+
 def test_qlinear_matmul(tmp_path):
     feeds = {"a": ints(np.uint8, (2, 3, 8)), "b": ints(np.uint8, (2, 8, 5)), "ai": ints(np.int8, (4, 6))}
     inits = {

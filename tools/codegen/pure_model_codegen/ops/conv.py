@@ -158,12 +158,12 @@ def _uses_gemm(node, graph):
     return attr_int(node, "group", 1) == 1 and graph.tensor(node.inputs[1]).is_constant
 
 
-def pack_gemm_weights(weights, dtype=np.float32):
-    """[M, C, KH, KW] -> [ceil(M / 8)][C * KH * KW][8] of `dtype`, zero rows padding the last panel."""
+def pack_gemm_weights(weights):
+    """[M, C, KH, KW] -> [ceil(M / 8)][C * KH * KW][8], zero rows padding the last panel."""
     m = weights.shape[0]
-    matrix = weights.reshape(m, -1).astype(dtype)
+    matrix = weights.reshape(m, -1).astype(np.float32)
     panels = -(-m // GEMM_ROWS)
-    padded = np.zeros((panels * GEMM_ROWS, matrix.shape[1]), dtype)
+    padded = np.zeros((panels * GEMM_ROWS, matrix.shape[1]), np.float32)
     padded[:m] = matrix
     return np.ascontiguousarray(padded.reshape(panels, GEMM_ROWS, -1).transpose(0, 2, 1))
 

@@ -10,8 +10,8 @@ has: int8 and uint8 (and int16, uint16 from version 21); 4-bit, 2-bit and float8
 with an unsupported-element-type error. Kernels: runtime/include/pure_model/quantized.h.
 
 Constant weights of the integer products are packed at generation time, zero point already
-subtracted, into the panels the kernels' micro-kernel reads (int16: an 8-bit value minus an
-8-bit zero point always fits); weights that are model inputs are packed into scratch at run time.
+subtracted, into the panels the float GEMM's micro-kernel reads (as floats: the kernels keep the
+sums exact, see quantized.h); weights that are model inputs are packed into scratch at run time.
 """
 
 import math
@@ -26,7 +26,6 @@ from pure_model_codegen.ops import conv, gemm
 
 FLOAT, UINT8, INT8, UINT16, INT16, INT32 = 1, 2, 3, 4, 5, 6
 _EIGHT_BIT = (UINT8, INT8)
-_INT16 = 5  # the packed weights' element type
 
 
 def _version(node):
@@ -303,7 +302,7 @@ def _pack_constant(matrix, zero, per_row):
     shifted = matrix.astype(np.int32)
     if zero is not None:
         shifted = shifted - (zero.reshape(-1, 1) if per_row else zero.reshape(-1)[0]).astype(np.int32)
-    return conv.pack_gemm_weights(shifted, np.int16)
+    return conv.pack_gemm_weights(shifted)
 
 
 def _scratch_ptr(ctx, node, offsets, region, cpp_type):
@@ -364,11 +363,11 @@ def _conv_plan(node, graph):
     weights_constant = w.is_constant and (w_zero is None or graph.tensor(w_zero).is_constant)
     plan["packed_constant"] = weights_constant
     per_group = _panels(m // group) * plan["k"] * conv.GEMM_ROWS
-    plan["chunk"] = conv.gemm_chunk_cols(m // group * plan["k"] * 2, plan["k"] * 4, plan["positions"])
+    plan["chunk"] = conv.gemm_chunk_cols(m // group * plan["k"] * 4, plan["k"] * 4, plan["positions"])
     plan["offsets"], plan["scratch"] = _scratch_layout([
         ("shifted", c * math.prod(x.shape[2:]) * 4),
         ("panels", plan["k"] * plan["chunk"] * 4),
-        ("packed", 0 if weights_constant else group * per_group * 2),
+        ("packed", 0 if weights_constant else group * per_group * 4),
         ("acc", n * m * plan["positions"] * 4 if node.op_type == "QLinearConv" else 0),
     ])
     plan["per_group"] = per_group
@@ -400,10 +399,9 @@ def _conv_emit_products(node, ctx, plan, y):
                                          (zero.reshape(-1)[rows] if plan["w_per_channel"] else zero),
                                          plan["w_per_channel"]))
         packed = ctx.derived_constant(node, "packed_weights", np.concatenate([p.reshape(-1) for p in groups]),
-                                      comment=f"minus the zero point, in panels of {conv.GEMM_ROWS} output channels",
-                                      dtype=_INT16)
+                                      comment=f"minus the zero point, in panels of {conv.GEMM_ROWS} output channels")
     else:
-        packed = _scratch_ptr(ctx, node, plan["offsets"], "packed", "std::int16_t")
+        packed = _scratch_ptr(ctx, node, plan["offsets"], "packed", "float")
         zero = ctx.ptr(plan["w_zero"]) if plan["w_zero"] else _typed_null(w_dtype)
         k = plan["k"]
         lines += [
@@ -416,8 +414,8 @@ def _conv_emit_products(node, ctx, plan, y):
         ]
     x_zero = ctx.ptr(plan["x_zero"]) if plan["x_zero"] else _typed_null(x_dtype)
     lines.append(f"pure_model::ConvInteger2D<{params}>({ctx.ptr(plan['x'])}, {x_zero}, {packed}, {y}, "
-                 f"{_scratch_ptr(ctx, node, plan['offsets'], 'shifted', 'std::int32_t')}, "
-                 f"{_scratch_ptr(ctx, node, plan['offsets'], 'panels', 'std::int32_t')});")
+                 f"{_scratch_ptr(ctx, node, plan['offsets'], 'shifted', 'float')}, "
+                 f"{_scratch_ptr(ctx, node, plan['offsets'], 'panels', 'float')});")
     return lines
 
 
@@ -508,10 +506,10 @@ def _matmul_plan(node, graph):
     check_table_size(node, "batch offsets", calls)
     rows = math.prod(batch) * m if single else m
     weights_constant = single and b.is_constant and (b_zero is None or graph.tensor(b_zero).is_constant)
-    chunk = conv.gemm_chunk_cols(n * k * 2, k * 4, rows)
+    chunk = conv.gemm_chunk_cols(n * k * 4, k * 4, rows)
     offsets, scratch = _scratch_layout([
         ("panels", k * chunk * 4),
-        ("packed", 0 if weights_constant else _panels(n) * k * conv.GEMM_ROWS * 2),
+        ("packed", 0 if weights_constant else _panels(n) * k * conv.GEMM_ROWS * 4),
         ("acc", math.prod(out) * 4 if node.op_type == "QLinearMatMul" else 0),
     ])
     return dict(a=a.name, b=b.name, a_zero=a_zero, b_zero=b_zero, b_per_column=b_per_column, m=m, k=k, n=n,
@@ -526,16 +524,16 @@ def _matmul_emit_products(node, ctx, plan, y):
     a_dtype, b_dtype = graph.tensor(plan["a"]).dtype, graph.tensor(plan["b"]).dtype
     a, b = ctx.ptr(plan["a"]), ctx.ptr(plan["b"])
     a_zero = ctx.ptr(plan["a_zero"]) if plan["a_zero"] else _typed_null(a_dtype)
-    panels = _scratch_ptr(ctx, node, plan["offsets"], "panels", "std::int32_t")
+    panels = _scratch_ptr(ctx, node, plan["offsets"], "panels", "float")
     if plan["packed_constant"]:
         zero = graph.tensor(plan["b_zero"]).value if plan["b_zero"] else None
         packed = ctx.derived_constant(node, "packed_b", _pack_constant(graph.tensor(plan["b"]).value.reshape(k, n).T,
                                                                        zero, plan["b_per_column"]),
                                       comment=f"minus the zero point, transposed, in panels of {conv.GEMM_ROWS} "
-                                              "columns", dtype=_INT16)
+                                              "columns")
         return [f"pure_model::MatMulInteger<{rows}, {k}, {n}, {plan['chunk']}>({a}, {a_zero}, {packed}, {y}, "
                 f"{panels});"]
-    packed = _scratch_ptr(ctx, node, plan["offsets"], "packed", "std::int16_t")
+    packed = _scratch_ptr(ctx, node, plan["offsets"], "packed", "float")
     b_zero = ctx.ptr(plan["b_zero"]) if plan["b_zero"] else _typed_null(b_dtype)
     pack = (f"pure_model::QPackWeights<{n}, {k}, 1, {n}, {str(plan['b_per_column']).lower()}>"
             f"({b}{{b_offset}}, {b_zero}, {packed});")
