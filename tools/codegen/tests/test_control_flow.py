@@ -203,6 +203,21 @@ def test_if_inside_a_loop_reads_the_body_and_the_outer_graph(tmp_path):
     assert_close(got, expected)
 
 
+def test_a_refusal_in_a_run_time_branch_says_how_to_decide_it(tmp_path):
+    # The else branch cannot run on x (a Reshape that does not fit): with the condition bound it
+    # is dropped; at run time the refusal names the branch and the way out.
+    model = _model(
+        [helper.make_node("Equal", ["mode", "one"], ["c"]),
+         _if("c", [helper.make_node("Relu", ["x"], ["a"])], [("a", F, [2, 3])],
+             [helper.make_node("Reshape", ["x", "bad_shape"], ["b"])], [("b", F, [2, 3])], ["y"])],
+        [("x", F, [2, 3]), ("mode", I64, [])], [("y", F, [2, 3])],
+        {"one": np.array(1, np.int64), "bad_shape": np.array([4, 4], np.int64)})
+    path = save(model, tmp_path)
+    with pytest.raises(CodegenError, match="taken when 'c' is false; if the model's inputs never take it, bind"):
+        generate(path)
+    generate(path, values={"mode": ["1"]})
+
+
 def test_a_branch_reading_a_later_tensor_is_refused(tmp_path):
     model = _relu_or_neg([], "c", [("c", B, [])])
     model.graph.node[0].attribute[0].g.node[0].input[0] = "later"

@@ -102,6 +102,14 @@ def run(graph):
                 widener.check(part)
         except CodegenError as e:
             e.node = e.node or node
+            guard = control.guard_of(node)
+            if guard and "branch of an If decided at run time" not in e.message:
+                # Models often rely on the run-time choice: the other branch would not fit the
+                # inputs they are given. Say how to decide it at generation time instead.
+                conditions = " and ".join(f"'{c}' is {str(v).lower()}" for c, v in guard)
+                e.message += (f" (in a branch of an If decided at run time, taken when {conditions}; if the "
+                              "model's inputs never take it, bind the inputs its condition depends on with "
+                              "input_values)")
             raise
     for name in graph.outputs:
         if name not in known:
