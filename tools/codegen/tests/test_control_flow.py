@@ -81,6 +81,8 @@ def test_if_condition_at_run_time_guards_both_branches(tmp_path, cond):
     got, expected, files = compile_and_run(path, {"x": x, "c": np.array(cond)}, workdir=str(tmp_path))
     assert_close(got, expected)
     assert "runs only when 'c' is true" in files["source"] and "runs only when 'c' is false" in files["source"]
+    # Only one branch runs: its result and the other's share arena bytes (one 64-byte slot).
+    assert "kArenaBytes = 64;" in files["header"]
 
 
 def _loop_model(trip, cond_init, body_nodes, body_outputs, carried, scans, inputs, initializers=(), cond=None):
