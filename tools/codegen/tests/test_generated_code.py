@@ -82,6 +82,7 @@ def test_report_counts_ops_flops_and_bytes(tmp_path):
     assert report["flops"] == conv_flops + gap_flops + matmul_flops
     assert report["ops"] == {"Conv": 1, "Flatten": 1, "GlobalAveragePool": 1, "MatMul": 1, "Reshape": 1}
     assert report["fused_activations"] == 1 and report["cpu"] == "aarch64" and report["model"] == "//t:m.onnx"
-    # The conv's weights are packed in panels of 8 output channels: 4 real rows + 4 zero rows.
-    assert report["weight_bytes"] == (8 * 3 * 3 * 3 + 4 * 5) * 4
+    # The conv's weights are packed in panels of 8 output channels: 4 real rows + 4 zero rows; the
+    # MatMul's constant [4, 5] in one panel 32 columns wide.
+    assert report["weight_bytes"] == (8 * 3 * 3 * 3 + 4 * 32) * 4
     assert report["generated_bytes"]["source"] == len(files["source"].encode())

@@ -100,6 +100,14 @@ def test_conv_fused_activation(tmp_path, activation):
     run_case(tmp_path, nodes, {"x": rand(1, 3, 6, 6)}, [("y", None)], inits)
 
 
+# One column wide: the kernels run it as a 1-D convolution along the rows.
+@pytest.mark.parametrize("group", [1, 4])
+def test_conv_one_column_wide(tmp_path, group):
+    inits = {"w": rand(4, 4 // group, 3, 1), "b": rand(4)}
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], group=group, pads=[1, 0, 2, 0], strides=[2, 1])
+    run_case(tmp_path, [node], {"x": rand(1, 4, 11, 1)}, [("y", None)], inits)
+
+
 @pytest.mark.parametrize("ta,tb,cshape", [(0, 0, (5,)), (1, 0, (3, 5)), (0, 1, (3, 1)), (1, 1, ()), (0, 0, None)])
 def test_gemm(tmp_path, ta, tb, cshape):
     a = rand(4, 3) if ta else rand(3, 4)
@@ -117,6 +125,31 @@ def test_gemm(tmp_path, ta, tb, cshape):
 def test_matmul(tmp_path, ashape, bshape):
     run_case(tmp_path, [helper.make_node("MatMul", ["a", "b"], ["y"])], {"a": rand(*ashape), "b": rand(*bshape)},
              [("y", None)])
+
+
+# B known at generation time: the packed kernel (MatMulPackedB), with rows of A not a multiple of
+# the micro-kernel's 8 and columns spanning several 32-wide panels with a partial last one.
+@pytest.mark.parametrize("ashape,n", [((3, 20), 5), ((2, 9, 20), 70), ((17, 33), 40), ((7,), 33)])
+def test_matmul_constant_b_is_packed(tmp_path, ashape, n):
+    model = make_model([helper.make_node("MatMul", ["a", "b"], ["y"])], [("a", list(ashape))], [("y", None)],
+                       {"b": rand(ashape[-1], n)})
+    got, expected, files = compile_and_run(save(model, tmp_path), {"a": rand(*ashape)}, workdir=str(tmp_path))
+    assert "MatMulPackedB" in files["source"]
+    assert_close(got, expected)
+
+
+@pytest.mark.parametrize("tb,cshape", [(1, (37,)), (0, (1, 37)), (0, None), (1, ())])
+def test_gemm_constant_b_is_packed_with_bias_and_relu(tmp_path, tb, cshape):
+    inits = {"b": rand(37, 12) if tb else rand(12, 37)}
+    inputs = ["a", "b"]
+    if cshape is not None:
+        inits["c"] = rand(*cshape) if cshape else np.array(0.25, np.float32)
+        inputs.append("c")
+    nodes = [helper.make_node("Gemm", inputs, ["g"], transB=tb, alpha=0.6, beta=1.7), helper.make_node("Relu", ["g"], ["y"])]
+    model = make_model(nodes, [("a", [10, 12])], [("y", None)], inits)
+    got, expected, files = compile_and_run(save(model, tmp_path), {"a": rand(10, 12)}, workdir=str(tmp_path))
+    assert "MatMulPackedB" in files["source"] and "Activation::kRelu" in files["source"]
+    assert_close(got, expected)
 
 
 @pytest.mark.parametrize("op,attrs", [

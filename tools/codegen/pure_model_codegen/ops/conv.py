@@ -98,6 +98,18 @@ def _conv_geometry(node, graph):
                 dilations=dilations, begin=begin, end=end, out=out)
 
 
+def _kernel_geometry(node, graph):
+    """The geometry the kernels run. A 2-D convolution one column wide (input, kernel and output
+    width 1, no padding across) is the 1-D convolution along its rows over the same memory; the
+    kernels gather runs along rows, so one long row beats hundreds of rows one element long
+    (Magika's [256, 512, 1] -> [512, 508, 1] convolution: 4.3 ms -> 3.1 ms at AVX-512)."""
+    g = _conv_geometry(node, graph)
+    if (len(g["spatial"]) == 2 and g["spatial"][1] == 1 and g["kernel"][1] == 1 and g["out"][1] == 1
+            and g["begin"][1] == 0 and g["end"][1] == 0):
+        g = dict(g, **{key: g[key][:1] for key in ("spatial", "kernel", "out", "strides", "dilations", "begin", "end")})
+    return g
+
+
 def _infer(node, graph):
     g = _conv_geometry(node, graph)
     return [(1, tuple([g["n"], g["m"]] + g["out"]))]
@@ -108,7 +120,7 @@ def _as_2d(values, fill):
 
 
 def _emit(node, ctx):
-    g = _conv_geometry(node, ctx.graph)
+    g = _kernel_geometry(node, ctx.graph)
     h, w = _as_2d(g["spatial"], 1)
     kh, kw = _as_2d(g["kernel"], 1)
     oh, ow = _as_2d(g["out"], 1)
@@ -198,7 +210,7 @@ def _is_depthwise(node, graph):
 
 def _scratch(node, graph):
     if _is_depthwise(node, graph):
-        return _conv_geometry(node, graph)["spatial"][-1] * 4  # a row of zeros
+        return _kernel_geometry(node, graph)["spatial"][-1] * 4  # a row of zeros
     if not _uses_gemm(node, graph):
         return 0
     weights = graph.tensor(node.inputs[1])

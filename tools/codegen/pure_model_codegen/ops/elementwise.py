@@ -113,6 +113,11 @@ def _gelu(x, a):
     return 0.5 * x * (1 + _erf(x / np.sqrt(2).astype(x.dtype)))
 
 
+def _float32_kernel(dtype, function, library_expr):
+    """float32 elements use the kernels' vectorisable version of `function`; float64 the library's."""
+    return f"pure_model::{function}(v)" if dtype == ir.DTYPE_BY_NAME["float32"] else library_expr
+
+
 def _sign_expr(dtype, L, a):
     if dtype in FLOATS:
         return f"v > {L(0)} ? {L(1)} : (v < {L(0)} ? {L(-1)} : v)"
@@ -130,9 +135,10 @@ def _abs_expr(dtype, L, a):
 # Float expressions are written once for float32 and float64: L(x) is a literal of the element type.
 _UNARY = {
     "Relu": (FLOATS + SIGNED, lambda t, L, a: f"v > {L(0)} ? v : {L(0)}", lambda x, a: np.maximum(x, 0), {}),
-    "Sigmoid": (FLOATS, lambda t, L, a: f"{L(1)} / ({L(1)} + std::exp(-v))", lambda x, a: 1 / (1 + np.exp(-x)), {}),
-    "Tanh": (FLOATS, lambda t, L, a: "std::tanh(v)", lambda x, a: np.tanh(x), {}),
-    "Exp": (FLOATS, lambda t, L, a: "std::exp(v)", lambda x, a: np.exp(x), {}),
+    "Sigmoid": (FLOATS, lambda t, L, a: _float32_kernel(t, "Sigmoid", f"{L(1)} / ({L(1)} + std::exp(-v))"),
+                lambda x, a: 1 / (1 + np.exp(-x)), {}),
+    "Tanh": (FLOATS, lambda t, L, a: _float32_kernel(t, "Tanh", "std::tanh(v)"), lambda x, a: np.tanh(x), {}),
+    "Exp": (FLOATS, lambda t, L, a: _float32_kernel(t, "Exp", "std::exp(v)"), lambda x, a: np.exp(x), {}),
     "Log": (FLOATS, lambda t, L, a: "std::log(v)", lambda x, a: np.log(x), {}),
     "Sqrt": (FLOATS, lambda t, L, a: "std::sqrt(v)", lambda x, a: np.sqrt(x), {}),
     "Neg": (FLOATS + SIGNED, lambda t, L, a: _negate(t, "v"), lambda x, a: -x, {}),

@@ -9,6 +9,42 @@ from pure_model_codegen.ops import attr_float, attr_int, check_table_size, input
 
 _FLOAT = (1,)
 
+# kMatMulPanelCols in kernels.h: constant right-hand matrices are packed into panels this wide.
+PANEL_COLS = 32
+GEMM_ROWS = 8  # kGemmRows: rows of A packed together at run time
+
+
+def pack_b_panels(b):
+    """[K, N] -> [ceil(N / PANEL_COLS)][K][PANEL_COLS], zero columns padding the last panel."""
+    k, n = b.shape
+    panels = -(-n // PANEL_COLS)
+    padded = np.zeros((k, panels * PANEL_COLS), np.float32)
+    padded[:, :n] = b
+    return padded.reshape(k, panels, PANEL_COLS).transpose(1, 0, 2)
+
+
+def _packing_pays(k, n):
+    """Padding a narrow B to whole panels would waste more weight bytes than it is worth."""
+    padded_bytes = -(-n // PANEL_COLS) * PANEL_COLS * k * 4
+    return padded_bytes - n * k * 4 <= max(n * k * 4 // 2, 4096)
+
+
+def _packed_scratch_bytes(m, k):
+    return -(-m // GEMM_ROWS) * GEMM_ROWS * k * 4
+
+
+def _emit_packed(node, ctx, m, k, n, a, b_matrix, bias, activation, comment):
+    """The MatMulPackedB kernel: B known at generation time, packed into panels."""
+    packed = ctx.derived_constant(node, "packed_b", pack_b_panels(b_matrix), comment=comment)
+    params = ctx.param_struct(node, [
+        ("kM", m), ("kK", k), ("kN", n),
+        ("kActivation", ("pure_model::Activation", "pure_model::Activation::" + activation[0])),
+        ("kClipLo", float(activation[1])), ("kClipHi", float(activation[2])),
+    ])
+    bias_ptr = ctx.derived_constant(node, "bias", bias, comment="beta * C per column") if bias is not None else "nullptr"
+    return [f"pure_model::MatMulPackedB<{params}>({a}, {packed}, {bias_ptr}, {ctx.ptr(node.outputs[0])}, "
+            f"{ctx.scratch(node)});"]
+
 
 def _gemm_dims(node, graph):
     input_count(node, 2, 3)
@@ -36,9 +72,32 @@ def _gemm_infer(node, graph):
     return [(1, (m, n))]
 
 
+def _gemm_packed_operands(node, graph):
+    """(alpha * op(B) as [K, N], beta * C as [N] or None) when Gemm can use the packed kernel:
+    A not transposed, B known at generation time, C absent or known and the same for every row."""
+    m, n, k, trans_a, trans_b, c_strides = _gemm_dims(node, graph)
+    b = graph.tensor(node.inputs[1])
+    if trans_a or not b.is_constant or b.value is None or not _packing_pays(k, n):
+        return None
+    bias = None
+    if c_strides:
+        c = graph.tensor(node.inputs[2])
+        if not c.is_constant or c.value is None or c_strides[0] != 0:
+            return None
+        bias = (attr_float(node, "beta", 1.0) * np.broadcast_to(np.asarray(c.value, np.float32).reshape(-1), (n,)))
+        bias = np.ascontiguousarray(bias, np.float32)
+    matrix = np.asarray(b.value, np.float32)
+    matrix = matrix.T if trans_b else matrix
+    return (attr_float(node, "alpha", 1.0) * matrix).astype(np.float32), bias
+
+
 def _gemm_emit(node, ctx):
     m, n, k, trans_a, trans_b, c_strides = _gemm_dims(node, ctx.graph)
     activation = node.attrs.get("_fused_activation", ("kNone", float("-inf"), float("inf")))
+    packed = _gemm_packed_operands(node, ctx.graph)
+    if packed is not None:
+        return _emit_packed(node, ctx, m, k, n, ctx.ptr(node.inputs[0]), packed[0], packed[1], activation,
+                            "alpha * op(B), packed into column panels at generation time")
     b_weights = ctx.graph.tensor(node.inputs[1])
     if trans_b and b_weights.is_constant:
         # Stored as [K, N] at generation time, so the kernel's inner loop runs over contiguous
@@ -74,7 +133,14 @@ def _gemm_check(node, version):
                            node=node)
 
 
-register("Gemm", infer=_gemm_infer, emit=_gemm_emit, flops=_gemm_flops, check=_gemm_check)
+def _gemm_scratch(node, graph):
+    if _gemm_packed_operands(node, graph) is None:
+        return 0
+    m, _, k, *_ = _gemm_dims(node, graph)
+    return _packed_scratch_bytes(m, k)
+
+
+register("Gemm", infer=_gemm_infer, emit=_gemm_emit, flops=_gemm_flops, check=_gemm_check, scratch=_gemm_scratch)
 
 
 def _matmul_shapes(node, graph):
@@ -114,9 +180,24 @@ def _batch_offsets(shape, batch, matrix_elems):
     return [int(np.dot(idx, strides)) if strides else 0 for idx in np.ndindex(*batch)] if batch else [0]
 
 
+def _matmul_packed_rows(node, graph):
+    """Rows of A (A's leading dimensions merged) when B is a matrix known at generation time:
+    then the whole product is one MatMulPackedB. None otherwise."""
+    a_shape, b_shape, _, _ = _matmul_shapes(node, graph)
+    b = graph.tensor(node.inputs[1])
+    if len(b.shape) != 2 or not b.is_constant or b.value is None or not _packing_pays(*b_shape):
+        return None
+    return math.prod(a_shape[:-1])
+
+
 def _matmul_emit(node, ctx):
     a_shape, b_shape, batch, _ = _matmul_shapes(node, ctx.graph)
     m, k, n = a_shape[-2], a_shape[-1], b_shape[-1]
+    rows = _matmul_packed_rows(node, ctx.graph)
+    if rows is not None:
+        return _emit_packed(node, ctx, rows, k, n, ctx.ptr(node.inputs[0]),
+                            np.asarray(ctx.graph.tensor(node.inputs[1]).value, np.float32), None,
+                            ("kNone", float("-inf"), float("inf")), "B packed into column panels at generation time")
     a, b, y = ctx.ptr(node.inputs[0]), ctx.ptr(node.inputs[1]), ctx.ptr(node.outputs[0])
     # Checked before the offsets are enumerated, which for a huge batch would take forever.
     check_table_size(node, "a_offsets", math.prod(batch))
@@ -140,4 +221,9 @@ def _matmul_flops(node, graph):
     return 2 * int(np.prod(out)) * a_shape[-1]
 
 
-register("MatMul", infer=_matmul_infer, emit=_matmul_emit, flops=_matmul_flops)
+def _matmul_scratch(node, graph):
+    rows = _matmul_packed_rows(node, graph)
+    return 0 if rows is None else _packed_scratch_bytes(rows, _matmul_shapes(node, graph)[0][-1])
+
+
+register("MatMul", infer=_matmul_infer, emit=_matmul_emit, flops=_matmul_flops, scratch=_matmul_scratch)
