@@ -338,6 +338,18 @@ def _run_checker(model, path):
         raise CodegenError(f"invalid ONNX model: {detail}", model_path=path) from None
 
 
+# Exporters such as paddle2onnx write "any size" as the value -1 instead of a dim_param; it means
+# the same as an unnamed symbolic dimension, which input_shapes binds.
+_ANY_SIZE = -1
+
+
+def _known_dim(d):
+    """A dimension's value, or None when it is symbolic, unset or -1."""
+    if d.HasField("dim_value") and d.dim_value != _ANY_SIZE:
+        return d.dim_value
+    return None
+
+
 def _static_dims(value_info):
     """(dims, names) of a graph input: an int for each known dimension, else None and its name."""
     tensor_type = value_info.type.tensor_type
@@ -345,11 +357,13 @@ def _static_dims(value_info):
         return None, None
     dims, names = [], []
     for d in tensor_type.shape.dim:
-        if d.HasField("dim_value"):
-            dims.append(d.dim_value)
+        dim = _known_dim(d)
+        dims.append(dim)
+        if dim is not None:
             names.append(None)
+        elif d.HasField("dim_value"):
+            names.append(str(_ANY_SIZE))
         else:
-            dims.append(None)
             names.append(d.dim_param or "?")
     return dims, names
 
@@ -446,7 +460,7 @@ def _declared_output(value_info):
     dtype = tensor_type.elem_type or None
     if not tensor_type.HasField("shape"):
         return dtype, None
-    return dtype, [d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim]
+    return dtype, [_known_dim(d) for d in tensor_type.shape.dim]
 
 
 def import_model(path, input_shapes=None, input_values=None):

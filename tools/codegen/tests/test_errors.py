@@ -57,6 +57,19 @@ def test_unbound_dynamic_dimension_names_input_and_dim(tmp_path):
     generate(path, {"x": (2, 3)})  # bound: fine
 
 
+def test_minus_one_dimension_is_dynamic(tmp_path):
+    # paddle2onnx declares "any batch" as the value -1 (PP-OCR's cls model: x is [-1,3,?,?], its
+    # output [-1,2]); input_shapes binds it like a named dimension. Other negative values stay errors.
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], [("x", [-1, 3])], [("y", [-1, 3])])
+    path = save(model, tmp_path)
+    with pytest.raises(CodegenError, match=r"input 'x' dimension 0 \('-1'\) is dynamic"):
+        generate(path)
+    generate(path, {"x": (2, 3)})
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = -2
+    with pytest.raises(CodegenError, match=r"input 'x' is declared with a negative dimension \[-2, 3\]"):
+        generate(save(model, tmp_path, "minus_two.onnx"), {"x": (2, 3)})
+
+
 def test_bound_shape_must_agree_with_model(tmp_path):
     model = make_model([helper.make_node("Relu", ["x"], ["y"])], [("x", ["batch", 3])], [("y", ["batch", 3])])
     path = save(model, tmp_path)
