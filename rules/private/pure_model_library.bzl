@@ -28,6 +28,8 @@ def pure_model_library(
         copts = ["-O3"],
         test = True,
         test_rtol = 1e-4,
+        test_reference = "onnx",
+        test_size = "small",
         visibility = None,
         tags = [],
         **kwargs):
@@ -67,7 +69,7 @@ def pure_model_library(
       numbers. It links a separately generated, instrumented copy of the model
       (`det_profiled`): the library apps use carries no timing code and no node names.
     - `det_test` (unless `test = False`): a `cc_test` comparing the generated code's outputs with
-      onnx's reference evaluator on seeded random inputs. It runs for the target platform, so
+      onnx's reference evaluator (or ONNX Runtime, see `test_reference`) on seeded random inputs. It runs for the target platform, so
       `--config=arm64` checks the aarch64 build under qemu.
     - `det_codegen`, `det_descriptor`, `det_testdata`, `det_profiled_codegen`, `det_profiled`,
       `det_profiled_descriptor`: internal steps of the above.
@@ -93,6 +95,13 @@ def pure_model_library(
       test: Whether to create `<name>_test`.
       test_rtol: Tolerance of `<name>_test`: the largest error allowed, relative to the
         largest magnitude of each reference output.
+      test_reference: What computes `<name>_test`'s expected outputs: `"onnx"`, onnx's
+        reference evaluator, or `"onnxruntime"`, ONNX Runtime through the build machine's
+        `libonnxruntime` (installed in the root `tools/bazel` provisions; elsewhere the build
+        machine needs ONNX Runtime's C++ headers and library). Either runs at build time in
+        the exec configuration, so the test is the same for every target platform.
+      test_size: Bazel `size` of `<name>_test`, which sets its timeout: a big model run under
+        qemu (`--config=arm64`) may need `"medium"`.
       visibility: Visibility of `name`, `<name>_run`, `<name>_benchmark`, `<name>_profile` and
         `<name>_test`;
         the internal targets are private.
@@ -191,13 +200,14 @@ def pure_model_library(
             name = name + "_testdata",
             model = model,
             input_shapes = input_shapes,
-        input_values = input_values,
+            input_values = input_values,
+            reference = test_reference,
             tags = tags,
             visibility = ["//visibility:private"],
         )
         cc_test(
             name = name + "_test",
-            size = "small",
+            size = test_size,
             deps = [":" + name + "_descriptor", Label("//tools/harness:check_main")],
             data = [":" + name + "_testdata"],
             args = [

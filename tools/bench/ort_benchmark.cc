@@ -11,32 +11,29 @@
 // own memory), plus the runtime's version, the model file's size and the session's setup time.
 // Peak RSS is the process's VmHWM, which includes loading and optimising the model.
 //
-// Debian's libonnxruntime shares the system's libonnx, and creating a session prints thousands of
-// "Schema error: Trying to register schema ... already registered" lines on stderr. They are
-// harmless; this program filters them out of its own stderr (--keep_schema_errors keeps them).
+// Creating a session with Debian's libonnxruntime floods stderr with harmless schema
+// re-registration lines; this program filters them out (--keep_schema_errors keeps them).
 #include <onnxruntime/onnxruntime_cxx_api.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <chrono>
 #include <cerrno>
 #include <cinttypes>
-#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <exception>
 #include <map>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "tools/harness/harness_util.h"
+#include "tools/onnxruntime/ort_util.h"
 
 namespace {
+
+using pure_model_ort::ElementSize;
+using pure_model_ort::Tensor;
 
 volatile std::uint64_t g_sink;
 
@@ -50,72 +47,6 @@ const char kUsage[] =
     "--input_shape binds an input's dynamic dimensions. A relative --model is taken from the\n"
     "directory `bazel run` was invoked in. Prints a summary to stderr and one JSON line to\n"
     "stdout.\n";
-
-// ---- stderr filter -------------------------------------------------------------------------
-
-// Routes this process's stderr through a pipe and a thread that drops ONNX's schema
-// re-registration lines and passes everything else on to the real stderr.
-class StderrFilter {
- public:
-  StderrFilter() {
-    int fds[2];
-    if (pipe(fds) != 0) return;
-    original_ = dup(STDERR_FILENO);
-    if (original_ < 0 || dup2(fds[1], STDERR_FILENO) < 0) {
-      close(fds[0]);
-      close(fds[1]);
-      return;
-    }
-    close(fds[1]);
-    read_end_ = fds[0];
-    thread_ = std::thread([this] { Pump(); });
-  }
-  ~StderrFilter() { Stop(); }
-
-  // Restores stderr and waits until everything written so far has been passed on.
-  void Stop() {
-    if (read_end_ < 0) return;
-    std::fflush(stderr);
-    dup2(original_, STDERR_FILENO);  // closes the pipe's last write end: the pump sees EOF
-    thread_.join();
-    close(read_end_);
-    close(original_);
-    read_end_ = -1;
-  }
-
- private:
-  void Pump() {
-    std::string pending;
-    char buffer[65536];
-    for (;;) {
-      const ssize_t n = read(read_end_, buffer, sizeof(buffer));
-      if (n <= 0) break;
-      pending.append(buffer, static_cast<std::size_t>(n));
-      std::size_t start = 0, end;
-      while ((end = pending.find('\n', start)) != std::string::npos) {
-        Forward(pending.data() + start, end + 1 - start);
-        start = end + 1;
-      }
-      pending.erase(0, start);
-    }
-    if (!pending.empty()) Forward(pending.data(), pending.size());
-  }
-
-  void Forward(const char* line, std::size_t size) {
-    static const char kSpam[] = "Schema error: Trying to register schema";
-    if (size >= sizeof(kSpam) - 1 && std::memcmp(line, kSpam, sizeof(kSpam) - 1) == 0) return;
-    while (size > 0) {
-      const ssize_t n = write(original_, line, size);
-      if (n <= 0) return;
-      line += n;
-      size -= static_cast<std::size_t>(n);
-    }
-  }
-
-  int original_ = -1;
-  int read_end_ = -1;
-  std::thread thread_;
-};
 
 // ---- flags ---------------------------------------------------------------------------------
 
@@ -135,19 +66,6 @@ bool ParseInt(const std::string& text, std::int64_t min_value, std::int64_t* val
   if (errno != 0 || *end != '\0' || parsed < min_value) return false;
   *value = parsed;
   return true;
-}
-
-bool ParseShape(const std::string& text, std::vector<std::int64_t>* dims) {
-  dims->clear();
-  std::size_t start = 0;
-  while (start <= text.size()) {
-    const std::size_t comma = std::min(text.find(',', start), text.size());
-    std::int64_t dim;
-    if (!ParseInt(text.substr(start, comma - start), 0, &dim)) return false;
-    dims->push_back(dim);
-    start = comma + 1;
-  }
-  return !dims->empty();
 }
 
 bool ParseFlags(int argc, char** argv, Flags* flags, std::string* error) {
@@ -188,7 +106,7 @@ bool ParseFlags(int argc, char** argv, Flags* flags, std::string* error) {
     } else if (name == "input_shape") {
       const std::size_t split = value.find('=');
       std::vector<std::int64_t> dims;
-      if (split == std::string::npos || split == 0 || !ParseShape(value.substr(split + 1), &dims)) {
+      if (split == std::string::npos || split == 0 || !pure_model_ort::ParseShape(value.substr(split + 1), &dims)) {
         *error = "--input_shape: expected NAME=D0,D1,..., got '" + value + "'";
         return false;
       }
@@ -205,73 +123,6 @@ bool ParseFlags(int argc, char** argv, Flags* flags, std::string* error) {
   return true;
 }
 
-// ---- inputs --------------------------------------------------------------------------------
-
-// The inputs are the ones <model>_benchmark feeds the generated code: the harness's FillRandom,
-// one stream per input (InputSeed). ONNX Runtime numbers element types as ONNX does, and so
-// does pure_model_harness::DType.
-bool FillRandom(ONNXTensorElementDataType type, std::uint64_t seed, std::size_t count, void* data) {
-  switch (type) {
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT:
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE:
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16:
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL:
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8:
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8:
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT16:
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT16:
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32:
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT32:
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64:
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64:
-      break;
-    default:
-      return false;
-  }
-  pure_model_harness::TensorInfo info = {};
-  info.dtype = static_cast<pure_model_harness::DType>(type);
-  info.elements = count;
-  pure_model_harness::FillRandom(info, seed, static_cast<unsigned char*>(data));
-  return true;
-}
-
-std::size_t ElementSize(ONNXTensorElementDataType type) {
-  switch (type) {
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE:
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64:
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT64:
-      return 8;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT:
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32:
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT32:
-      return 4;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16:
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT16:
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT16:
-      return 2;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BOOL:
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT8:
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8:
-      return 1;
-    default:
-      return 0;
-  }
-}
-
-std::string FormatDims(const std::vector<std::int64_t>& dims) {
-  std::string text = "[";
-  for (std::size_t i = 0; i < dims.size(); ++i) text += (i ? "," : "") + std::to_string(dims[i]);
-  return text + "]";
-}
-
-// One input or output: its name, type, shape and (if allocated here) its buffer.
-struct Tensor {
-  std::string name;
-  ONNXTensorElementDataType type;
-  std::vector<std::int64_t> dims;
-  std::vector<unsigned char> data;
-};
-
 std::uint64_t Checksum(const std::vector<Ort::Value>& outputs) {
   std::uint64_t hash = 0xcbf29ce484222325u;
   for (const Ort::Value& value : outputs) {
@@ -286,47 +137,6 @@ std::uint64_t Checksum(const std::vector<Ort::Value>& outputs) {
 int Fail(const std::string& message) {
   std::fprintf(stderr, "ort_benchmark: error: %s\n", message.c_str());
   return 1;
-}
-
-// Reads a tensor's name, type and shape from the session, binding dynamic dimensions from
-// --input_shape. Returns false (with `error`) for non-tensors, unsupported types and unbound
-// dimensions.
-bool Describe(const std::string& role, const std::string& name, const Ort::TypeInfo& type_info,
-              const std::map<std::string, std::vector<std::int64_t>>& bound, Tensor* tensor,
-              bool* dynamic, std::string* error) {
-  if (type_info.GetONNXType() != ONNX_TYPE_TENSOR) {
-    *error = role + " '" + name + "' is not a tensor";
-    return false;
-  }
-  // `type_info` must outlive this view of it.
-  const auto info = type_info.GetTensorTypeAndShapeInfo();
-  tensor->name = name;
-  tensor->type = info.GetElementType();
-  tensor->dims = info.GetShape();
-  if (ElementSize(tensor->type) == 0) {
-    *error = role + " '" + name + "' has an element type this harness does not handle";
-    return false;
-  }
-  const auto it = bound.find(name);
-  if (it != bound.end()) {
-    if (it->second.size() != tensor->dims.size()) {
-      *error = "--input_shape for '" + name + "' has rank " + std::to_string(it->second.size()) +
-               ", the model's input has rank " + std::to_string(tensor->dims.size());
-      return false;
-    }
-    for (std::size_t d = 0; d < tensor->dims.size(); ++d) {
-      if (tensor->dims[d] >= 0 && tensor->dims[d] != it->second[d]) {
-        *error = "--input_shape for '" + name + "' is " + FormatDims(it->second) +
-                 ", but the model fixes dimension " + std::to_string(d) + " to " +
-                 std::to_string(tensor->dims[d]);
-        return false;
-      }
-    }
-    tensor->dims = it->second;
-  }
-  *dynamic = false;
-  for (const std::int64_t dim : tensor->dims) *dynamic |= dim < 0;
-  return true;
 }
 
 int Main(int argc, char** argv) {
@@ -352,17 +162,12 @@ int Main(int argc, char** argv) {
     model_name.resize(model_name.size() - 5);
   }
 
-  std::optional<StderrFilter> filter;
+  std::optional<pure_model_ort::StderrFilter> filter;
   if (!flags.keep_schema_errors) filter.emplace();
 
   Ort::Env env(ORT_LOGGING_LEVEL_WARNING, "ort_benchmark");
-  Ort::SessionOptions options;
-  options.SetIntraOpNumThreads(1);
-  options.SetInterOpNumThreads(1);
-  options.SetExecutionMode(ExecutionMode::ORT_SEQUENTIAL);
-  options.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
   const auto setup_start = std::chrono::steady_clock::now();
-  Ort::Session session(env, path.c_str(), options);
+  Ort::Session session(env, path.c_str(), pure_model_ort::SingleThreadOptions());
   const double session_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - setup_start).count();
   // Everything that prints the spam has run.
@@ -371,33 +176,12 @@ int Main(int argc, char** argv) {
   Ort::AllocatorWithDefaultOptions allocator;
   const Ort::MemoryInfo memory = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
 
-  std::vector<Tensor> inputs(session.GetInputCount());
+  std::vector<Tensor> inputs;
   std::vector<Ort::Value> input_values;
-  for (std::size_t i = 0; i < inputs.size(); ++i) {
-    const std::string name = session.GetInputNameAllocated(i, allocator).get();
-    const Ort::TypeInfo type_info = session.GetInputTypeInfo(i);
-    bool dynamic;
-    if (!Describe("input", name, type_info, flags.input_shapes, &inputs[i], &dynamic, &error)) return Fail(error);
-    if (dynamic) {
-      return Fail("input '" + name + "' has dynamic dimensions " + FormatDims(inputs[i].dims) +
-                  "; bind them with --input_shape=" + name + "=D0,D1,...");
-    }
-    std::size_t count = 1;
-    for (const std::int64_t dim : inputs[i].dims) count *= static_cast<std::size_t>(dim);
-    inputs[i].data.resize(std::max<std::size_t>(1, count * ElementSize(inputs[i].type)));
-    const std::uint64_t stream = pure_model_harness::InputSeed(static_cast<std::uint64_t>(flags.seed), static_cast<int>(i));
-    if (!FillRandom(inputs[i].type, stream, count, inputs[i].data.data())) {
-      return Fail("input '" + name + "': no random fill for its element type");
-    }
-    input_values.push_back(Ort::Value::CreateTensor(memory, inputs[i].data.data(),
-                                                    count * ElementSize(inputs[i].type),
-                                                    inputs[i].dims.data(), inputs[i].dims.size(),
-                                                    inputs[i].type));
-  }
-  for (const auto& bound : flags.input_shapes) {
-    if (std::none_of(inputs.begin(), inputs.end(), [&](const Tensor& t) { return t.name == bound.first; })) {
-      return Fail("--input_shape names '" + bound.first + "', which is not an input of the model");
-    }
+  if (!pure_model_ort::MakeInputs(session, flags.input_shapes, {},
+                                  static_cast<std::uint64_t>(flags.seed), &inputs, &input_values,
+                                  &error)) {
+    return Fail(error);
   }
 
   // Outputs with static shapes are preallocated and reused, like the generated code's
@@ -408,7 +192,7 @@ int Main(int argc, char** argv) {
     const std::string name = session.GetOutputNameAllocated(i, allocator).get();
     const Ort::TypeInfo type_info = session.GetOutputTypeInfo(i);
     bool dynamic;
-    if (!Describe("output", name, type_info, {}, &outputs[i], &dynamic, &error)) return Fail(error);
+    if (!pure_model_ort::Describe("output", name, type_info, {}, &outputs[i], &dynamic, &error)) return Fail(error);
     preallocated &= !dynamic;
   }
   std::vector<Ort::Value> output_values;
@@ -417,11 +201,8 @@ int Main(int argc, char** argv) {
       output_values.emplace_back(nullptr);
       continue;
     }
-    std::size_t count = 1;
-    for (const std::int64_t dim : output.dims) count *= static_cast<std::size_t>(dim);
-    output.data.resize(std::max<std::size_t>(1, count * ElementSize(output.type)));
-    output_values.push_back(Ort::Value::CreateTensor(memory, output.data.data(),
-                                                     count * ElementSize(output.type),
+    output.data.resize(std::max<std::size_t>(1, output.Bytes()));
+    output_values.push_back(Ort::Value::CreateTensor(memory, output.data.data(), output.Bytes(),
                                                      output.dims.data(), output.dims.size(),
                                                      output.type));
   }
@@ -489,11 +270,5 @@ int Main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return Main(argc, argv);
-  } catch (const Ort::Exception& e) {
-    return Fail(std::string("onnxruntime: ") + e.what());
-  } catch (const std::exception& e) {
-    return Fail(e.what());
-  }
+  return pure_model_ort::CatchErrors("ort_benchmark", Main, argc, argv);
 }

@@ -3,6 +3,7 @@
 // instance, a second run of the first instance, and two instances running concurrently on two
 // threads must reproduce the first run bit for bit.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -304,21 +305,30 @@ int CheckMain(int argc, char** argv) {
   RunOutputs first(model, 0xa5), fresh(model, 0x5a), again(model, 0xc3);
   ModelInstance instance(model);
   if (!instance.ok()) return Fail(program, "could not create a model instance");
+  const auto first_start = std::chrono::steady_clock::now();
   instance.Run(inputs.data(), first.pointers());
+  const double first_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - first_start).count();
   ModelInstance second_instance(model);
   if (!second_instance.ok()) return Fail(program, "could not create a second model instance");
   second_instance.Run(inputs.data(), fresh.pointers());
   instance.Run(inputs.data(), again.pointers());
 
   // Two more instances run on two threads at once, many times over so that the runs overlap:
-  // instances may share nothing writable, so each must still reproduce the first run.
-  constexpr int kConcurrentRuns = 16;
+  // instances may share nothing writable, so each must still reproduce the first run. A run that
+  // takes long overlaps the other thread's anyway, so big models (real networks, or anything
+  // under qemu) repeat fewer times, down to 2, and the test stays within its timeout.
+  constexpr int kMaxConcurrentRuns = 16, kMinConcurrentRuns = 2;
+  constexpr double kConcurrentSeconds = 0.5;
+  const int concurrent_runs = static_cast<int>(std::clamp(
+      std::ceil(kConcurrentSeconds / std::max(first_seconds, 1e-9)),
+      static_cast<double>(kMinConcurrentRuns), static_cast<double>(kMaxConcurrentRuns)));
   RunOutputs thread_a(model, 0x3c), thread_b(model, 0xe1);
   {
     ModelInstance a(model), b(model);
     if (!a.ok() || !b.ok()) return Fail(program, "could not create the instances for the threads");
-    auto work = [&inputs](const ModelInstance* m, const RunOutputs* out) {
-      for (int run = 0; run < kConcurrentRuns; ++run) m->Run(inputs.data(), out->pointers());
+    auto work = [&inputs, concurrent_runs](const ModelInstance* m, const RunOutputs* out) {
+      for (int run = 0; run < concurrent_runs; ++run) m->Run(inputs.data(), out->pointers());
     };
     std::thread first_thread(work, &a, &thread_a);
     std::thread second_thread(work, &b, &thread_b);
