@@ -2,10 +2,12 @@
 # Every test of the project: the README's test command, and what CI runs.
 #
 #   1. bazel test //...                         the generator's unit and compile-and-run tests
-#                                               (pytest), and every example model against onnx's
-#                                               reference evaluator, on x86-64
-#   2. bazel test --config=arm64 //examples/... the same example tests, cross-compiled for
-#                                               aarch64 and run under qemu
+#                                               (pytest), every example model against onnx's
+#                                               reference evaluator, and the real models of
+#                                               tests/real_models (from PyPI wheels) against ONNX
+#                                               Runtime, on x86-64
+#   2. bazel test --config=arm64 //examples/... the same example and real-model tests,
+#         //tests/real_models/...               cross-compiled for aarch64 and run under qemu
 #   2a. bazel test --config=x86_64_v4 (or v3)   the example tests and MobileNetV2 (a real network
 #                                               through the GEMM, depthwise and fused kernels) with
 #                                               the AVX-512 (AVX2) kernels, when this machine runs them
@@ -43,7 +45,7 @@ step() {
 }
 
 step "x86_64 tests" "$BAZEL" test //...
-step "aarch64 tests (qemu)" "$BAZEL" test --config=arm64 //examples/...
+step "aarch64 tests (qemu)" "$BAZEL" test --config=arm64 //examples/... //tests/real_models/...
 # The kernels' AVX2/AVX-512 paths, on the best x86-64 level this machine runs.
 if grep -qw avx512f /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo; then
   step "x86-64-v4 tests" "$BAZEL" test --config=x86_64_v4 //examples/... //tools/bench/models:mobilenetv2_test

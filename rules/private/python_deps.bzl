@@ -15,7 +15,7 @@ repository and changes every codegen action's key.
 """
 
 # pip's own environment, so that users behind a mirror or proxy can fetch; a change refetches.
-_PIP_ENVIRONMENT = [
+PIP_ENVIRONMENT = [
     "PIP_INDEX_URL",
     "PIP_EXTRA_INDEX_URL",
     "PIP_FIND_LINKS",
@@ -106,7 +106,7 @@ pure_model_python_deps = repository_rule(
             doc = "A requirements file in which every line pins a version and its sha256 hashes.",
         ),
     },
-    environ = _PIP_ENVIRONMENT + ["PATH"],
+    environ = PIP_ENVIRONMENT + ["PATH"],
 )
 
 def _python_deps_impl(_mctx):
