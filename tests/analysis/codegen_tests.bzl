@@ -195,6 +195,26 @@ def _library_test_impl(ctx):
 
 _library_test = analysistest.make(_library_test_impl, config_settings = _X86_64)
 
+def _reference_test_impl(ctx):
+    env = analysistest.begin(ctx)
+    actions = analysistest.target_actions(env)
+    asserts.equals(env, ["PureModelReference"], [a.mnemonic for a in actions], "action mnemonics")
+    if actions:
+        argv = actions[0].argv
+        asserts.true(
+            env,
+            argv[0].endswith(ctx.attr.expected_tool),
+            "reference tool %s, expected one ending in %s" % (argv[0], ctx.attr.expected_tool),
+        )
+        asserts.equals(env, ["features=1,64"], _flag_values(argv, "--input_shape"), "--input_shape")
+        asserts.equals(env, ["0"], _flag_values(argv, "--seed"), "--seed")
+    return analysistest.end(env)
+
+_reference_test = analysistest.make(
+    _reference_test_impl,
+    attrs = {"expected_tool": attr.string(doc = "How the path of the reference tool ends.")},
+)
+
 def _failure_test_impl(ctx):
     env = analysistest.begin(ctx)
     asserts.expect_failure(env, ctx.attr.expected_error)
@@ -237,6 +257,16 @@ def codegen_test_suite(name):
         test = False,
         tags = ["manual"],
     )
+
+    # <name>_test's expected outputs, from each reference.
+    for reference in ("onnx", "onnxruntime"):
+        pure_model_library(
+            name = "checked_by_" + reference,
+            model = Label("//examples/mlp:mlp.onnx"),
+            input_shapes = {"features": "1,64"},
+            test_reference = reference,
+            tags = ["manual"],
+        )
 
     # A text file where a model belongs: the rule's allow_single_file rejects it.
     pure_model_library(
@@ -293,6 +323,16 @@ def codegen_test_suite(name):
             {"mnemonic": "PureModelCodegen"},
         ),
         "testdata_input_values_test": (_input_values_test, ":bound_inputs_testdata", {"mnemonic": "PureModelReference"}),
+        "testdata_onnx_reference_test": (
+            _reference_test,
+            ":checked_by_onnx_testdata",
+            {"expected_tool": "tools/codegen/make_testdata"},
+        ),
+        "testdata_onnxruntime_reference_test": (
+            _reference_test,
+            ":checked_by_onnxruntime_testdata",
+            {"expected_tool": "tools/onnxruntime/ort_reference"},
+        ),
         "codegen_rejects_non_onnx_model_test": (
             _failure_test,
             ":not_a_model_codegen",
