@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstring>
 
 #include "pure_model/kernels.h"
 
@@ -120,17 +121,25 @@ inline void ConvTranspose(const float* x, const float* w, const float* bias, flo
           for (int j = 0; j < cols; ++j) dst[j] = src[j];
           for (int j = cols; j < kGemmCols; ++j) dst[j] = 0.f;
         }
-        // The input coordinates of the panel's positions, once for all rows.
-        int pd[kGemmCols], ph[kGemmCols], pw[kGemmCols];
-        for (int j = 0; j < cols; ++j) {
+        // The panel's columns fall into runs of consecutive positions along one input row
+        // (id, ih); within a run, a tap adds into one output row at a fixed stride.
+        struct ColumnRun {
+          int begin, end, id, ih, iw0;
+        };
+        ColumnRun runs[kGemmCols];
+        int num_runs = 0;
+        for (int j = 0; j < cols;) {
           const int p = p0 + j;
-          pw[j] = p % P::kW;
-          ph[j] = p / P::kW % P::kH;
-          pd[j] = p / (P::kW * P::kH);
+          const int iw0 = p % P::kW;
+          const int length = cols - j < P::kW - iw0 ? cols - j : P::kW - iw0;
+          runs[num_runs++] = {j, j + length, p / (P::kW * P::kH), p / P::kW % P::kH, iw0};
+          j += length;
         }
         for (int panel = 0; panel < kPanels; ++panel) {
           GemmRow acc[kGemmRows];
           GemmMicroKernel<kCg>(w_group + static_cast<std::size_t>(panel) * kCg * kGemmRows, panel_x, acc);
+          float tile[kGemmRows][kGemmCols];
+          std::memcpy(tile, acc, sizeof(tile));
           const int rows = kRows - panel * kGemmRows < kGemmRows ? kRows - panel * kGemmRows : kGemmRows;
           for (int i = 0; i < rows; ++i) {
             const int r = panel * kGemmRows + i;
@@ -140,15 +149,23 @@ inline void ConvTranspose(const float* x, const float* w, const float* bias, flo
             const int kd = tap / (P::kKW * P::kKH);
             const int shift_d = kd * P::kDilD - P::kPadD;
             const int shift_h = kh * P::kDilH - P::kPadH;
-            const int shift_w = kw * P::kDilW - P::kPadW;
+            const int shift_w = kw * P::kDilW - P::kPadW;  // ow = iw * stride + shift_w
+            // Input columns whose output column lies inside: iw in [iw_lo, iw_hi).
+            const int iw_lo = shift_w >= 0 ? 0 : (-shift_w + P::kStrideW - 1) / P::kStrideW;
+            const int iw_hi = P::kOW - 1 - shift_w < 0 ? 0 : (P::kOW - 1 - shift_w) / P::kStrideW + 1;
             float* plane = out_group + static_cast<std::size_t>(r / kTaps) * kOutPlane;
-            for (int j = 0; j < cols; ++j) {
-              const int od = pd[j] * P::kStrideD + shift_d;
-              const int oh = ph[j] * P::kStrideH + shift_h;
-              const int ow = pw[j] * P::kStrideW + shift_w;
-              if (od < 0 || od >= P::kOD || oh < 0 || oh >= P::kOH || ow < 0 || ow >= P::kOW) continue;
-              plane[(static_cast<std::size_t>(od) * P::kOH + oh) * P::kOW + ow] +=
-                  acc[i].v[j / kGemmVectorFloats][j % kGemmVectorFloats];
+            const float* values = tile[i];
+            for (int k = 0; k < num_runs; ++k) {
+              const ColumnRun& run = runs[k];
+              const int od = run.id * P::kStrideD + shift_d;
+              const int oh = run.ih * P::kStrideH + shift_h;
+              if (od < 0 || od >= P::kOD || oh < 0 || oh >= P::kOH) continue;
+              float* out_row = plane + (static_cast<std::size_t>(od) * P::kOH + oh) * P::kOW;
+              const int lo = run.iw0 > iw_lo ? run.iw0 : iw_lo;
+              const int run_end = run.iw0 + run.end - run.begin;
+              const int hi = run_end < iw_hi ? run_end : iw_hi;
+              const float* src = values + run.begin;  // src[iw - run.iw0] is column iw's value
+              for (int iw = lo; iw < hi; ++iw) out_row[iw * P::kStrideW + shift_w] += src[iw - run.iw0];
             }
           }
         }

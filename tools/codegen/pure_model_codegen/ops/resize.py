@@ -355,8 +355,41 @@ def _emit_nearest(node, ctx, plan):
             coords = [None if out else c for c, out in zip(coords, outside)]
         dims.append((coords, stride))
     fill = literal(plan["extrapolation"], plan["x"].dtype)
-    return cpp.gather_copy(dims, ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0]),
-                           lambda label, values: ctx.int_table(node, label, values), fill)
+    rows = math.prod(len(coords) for coords, _ in dims[:-1])
+    repeats = any(len(set(coords)) < len(coords) for coords, _ in dims[:-1])
+    if not repeats or any(c is None for coords, _ in dims for c in coords):
+        return cpp.gather_copy(dims, ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0]),
+                               lambda label, values: ctx.int_table(node, label, values), fill)
+    # Enlarging an outer axis repeats whole output rows: each is gathered once, then copied.
+    sources = np.zeros([len(coords) for coords, _ in dims[:-1]], np.int64)
+    for d, (coords, stride) in enumerate(dims[:-1]):
+        sources = sources + (np.asarray(coords, np.int64) * stride).reshape([-1 if k == d else 1
+                                                                             for k in range(len(dims) - 1)])
+    row_table = ctx.int_table(node, "row_sources", [int(v) for v in sources.reshape(-1)])
+    width = len(dims[-1][0])
+    cpp_type = ir.cpp_type(plan["x"].dtype)
+    x, y = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
+    in_width = plan["in_shape"][-1]
+    factor = width // in_width if in_width and width % in_width == 0 else 0
+    if list(dims[-1][0]) == list(range(in_width)):
+        gather = [f"  std::memcpy(row, base, {width} * sizeof({cpp_type}));"]
+    elif factor > 1 and list(dims[-1][0]) == [j // factor for j in range(width)]:
+        # An integer enlargement: each input element repeats `factor` times, without a table.
+        gather = [f"  for (std::size_t i1 = 0; i1 < {in_width}; ++i1) {{",
+                  f"    for (std::size_t i2 = 0; i2 < {factor}; ++i2) row[i1 * {factor} + i2] = base[i1];",
+                  "  }"]
+    else:
+        column_table = ctx.int_table(node, "column_sources", [int(c) for c in dims[-1][0]])
+        gather = [f"  for (std::size_t i1 = 0; i1 < {width}; ++i1) row[i1] = base[{column_table}[i1]];"]
+    return [f"for (std::size_t i0 = 0; i0 < {rows}; ++i0) {{",
+            f"  {cpp_type}* row = {y} + i0 * {width};",
+            f"  if (i0 != 0 && {row_table}[i0] == {row_table}[i0 - 1]) {{",
+            f"    std::memcpy(row, row - {width}, {width} * sizeof({cpp_type}));",
+            "    continue;",
+            "  }",
+            f"  const {cpp_type}* base = {x} + {row_table}[i0];",
+            *gather,
+            "}"]
 
 
 def _emit_filter(node, ctx, plan):
