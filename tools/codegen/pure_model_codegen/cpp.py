@@ -78,6 +78,8 @@ _KEYWORDS = set("""
     while xor xor_eq errno assert stdin stdout stderr linux unix i386 main std pure_model
     i j o v row batch base
     acc best at shift
+    key_rows value_rows probs key_head value_head query_row qk_row out_row value_row valid_keys dot score key_bias
+    attended behind ahead prob
 """.split())
 _RESERVED_PATTERN = re.compile(r"^(i\d+|_.*|.*__.*)$")
 

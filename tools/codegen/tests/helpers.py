@@ -149,3 +149,29 @@ def assert_close(got, expected, rtol=1e-4):
         scale = max(float(np.abs(ref[finite]).max()) if finite.any() else 0.0, 1e-6)
         err = float(np.abs(out[finite] - ref[finite]).max()) if finite.any() else 0.0
         assert err <= rtol * scale, f"output {name}: max abs error {err} > {rtol} * {scale}"
+
+
+def check_model(tmp_path, nodes, feeds, outputs, inits=(), opset=18, rtol=1e-4, atol=1e-6):
+    """Runs `nodes` (any element types) generated and in onnx's reference evaluator; asserts they agree.
+
+    feeds: {name: array} graph inputs; outputs: output names (their types and shapes come from the
+    reference evaluator). Several independent nodes in one model cost one compile.
+    """
+    graph = helper.make_graph(
+        nodes, "test",
+        [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape) for n, v in feeds.items()],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in dict(inits).items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
+    expected = [np.asarray(r) for r in ReferenceEvaluator(model).run(None, feeds)]
+    del model.graph.output[:]
+    model.graph.output.extend(helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(r.dtype), r.shape)
+                              for n, r in zip(outputs, expected))
+    path = save(model, str(tmp_path))
+    got, files = run_generated(path, feeds, expected, str(tmp_path))
+    for name, out, ref in zip(outputs, got, expected):
+        if ref.dtype.kind == "f":
+            np.testing.assert_allclose(out, ref, rtol=rtol, atol=atol, err_msg=name)
+        else:
+            np.testing.assert_array_equal(out, ref, err_msg=name)
+    return files
