@@ -80,6 +80,7 @@ _KEYWORDS = set("""
     acc best at shift
     key_rows value_rows probs key_head value_head query_row qk_row out_row value_row valid_keys dot score key_bias
     attended behind ahead prob
+    loss_sum weight_sum row_max exp_sum log_norm label loss_value class_weight
 """.split())
 _RESERVED_PATTERN = re.compile(r"^(i\d+|_.*|.*__.*)$")
 
