@@ -12,7 +12,7 @@ Every case of onnx's backend test suite of the kinds `node`, `simple`, `pytorch-
                               values at generation time after a dynamic-data refusal
   unsupported <reason>        the generator refused the model with a CodegenError (the expected
                               outcome for what it does not implement); <reason> is a category
-                              such as unsupported-op:Hardmax, unsupported-dtype:int64,
+                              such as unsupported-op:ImageDecoder, unsupported-dtype:int64,
                               dynamic-data:Reshape or other:<short>
   fail:mismatch <reason>      wrong values, shape, dtype or input signature
   fail:compile-error <reason> the generated C++ does not compile

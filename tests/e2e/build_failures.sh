@@ -27,7 +27,7 @@ expect_failure() {
   rm -f "$log"
 }
 
-expect_failure unsupported_op "node 'mystery_node' \(ai\.onnx\.Hardmax, opset 13\): unsupported operator"
+expect_failure unsupported_op "node 'mystery_node' \(ai\.onnx\.ImageDecoder, opset 20\): unsupported operator"
 expect_failure dynamic "input 'x' dimension 0 \('batch'\) is dynamic; bind it with input_shapes"
 expect_failure truncated "not an ONNX model"
 expect_failure not_onnx "not an ONNX model"

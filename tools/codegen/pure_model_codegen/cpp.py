@@ -81,6 +81,8 @@ _KEYWORDS = set("""
     key_rows value_rows probs key_head value_head query_row qk_row out_row value_row valid_keys dot score key_bias
     attended behind ahead prob
     loss_sum weight_sum row_max exp_sum log_norm label loss_value class_weight
+    mean variance centred inv_std in_block out_block norm first last kept slot position known angle_row in_head
+    out_head cosine sine x1 x2 lu det pivot swapped diagonal factor taps at0 at1 at2 line top top_index
 """.split())
 _RESERVED_PATTERN = re.compile(r"^(i\d+|_.*|.*__.*)$")
 

@@ -167,6 +167,7 @@ def check_model(tmp_path, nodes, feeds, outputs, inits=(), opset=18, rtol=1e-4, 
     del model.graph.output[:]
     model.graph.output.extend(helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(r.dtype), r.shape)
                               for n, r in zip(outputs, expected))
+    os.makedirs(tmp_path, exist_ok=True)
     path = save(model, str(tmp_path))
     got, files = run_generated(path, feeds, expected, str(tmp_path))
     for name, out, ref in zip(outputs, got, expected):

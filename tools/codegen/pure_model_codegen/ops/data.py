@@ -627,7 +627,7 @@ def _scatter_nd_emit(node, ctx):
 register("ScatterND", infer=_scatter_nd_infer, evaluate=_scatter_nd_evaluate, emit=_scatter_nd_emit, flops=_free)
 
 
-# --- CumSum, Trilu, ReverseSequence, OneHot, Range, Compress ---------------------------------------
+# --- CumSum, CumProd, Trilu, ReverseSequence, OneHot, Range, Compress ------------------------------
 
 _NUMERIC = (1, 11, 2, 3, 4, 5, 6, 7, 12, 13)
 
@@ -649,7 +649,7 @@ def _cumsum_infer(node, graph):
     input_count(node, 2)
     x = graph.tensor(node.inputs[0])
     if x.dtype not in _NUMERIC:
-        raise CodegenError(f"input is {ir.dtype_name(x.dtype)}; CumSum supports numbers", node=node)
+        raise CodegenError(f"input is {ir.dtype_name(x.dtype)}; {node.op_type} supports numbers", node=node)
     _cumsum_axis(node, graph)
     return [(x.dtype, x.shape)]
 
@@ -658,9 +658,11 @@ def _cumsum_evaluate(node, values):
     x = values[0]
     axis = _cumsum_axis(node, ValuesGraph(node, values))
     y = np.flip(x, axis) if attr_int(node, "reverse", 0) else x
-    out = np.cumsum(y, axis=axis, dtype=x.dtype)
+    product = node.op_type == "CumProd"
+    out = (np.cumprod if product else np.cumsum)(y, axis=axis, dtype=x.dtype)
     if attr_int(node, "exclusive", 0):
-        out = np.concatenate([np.zeros_like(np.take(out, [0], axis=axis)), np.delete(out, -1, axis=axis)], axis=axis) \
+        first = (np.ones_like if product else np.zeros_like)(np.take(out, [0], axis=axis))
+        out = np.concatenate([first, np.delete(out, -1, axis=axis)], axis=axis) \
             if x.shape[axis] else out
     return [np.ascontiguousarray(np.flip(out, axis) if attr_int(node, "reverse", 0) else out)]
 
@@ -686,23 +688,28 @@ def _cumsum_lines(node, ctx, axis):
     x = ctx.graph.tensor(node.inputs[0])
     outer, extent, inner = int(np.prod(x.shape[:axis])), x.shape[axis], int(np.prod(x.shape[axis + 1:]))
     ctype = ir.cpp_type(x.dtype)
-    acc = "double" if x.dtype in (1, 11) else ctype
+    product = node.op_type == "CumProd"
+    # A product of integers wraps around in 64-bit unsigned arithmetic, as numpy's does in the
+    # element type once truncated (a signed product could overflow, which C++ leaves undefined).
+    acc = "double" if x.dtype in (1, 11) else ("std::uint64_t" if product else ctype)
     src, dst = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
     position = f"{extent - 1} - o" if attr_int(node, "reverse", 0) else "o"
     at = f"i * {extent * inner} + ({position}) * {inner} + j"
+    fold = f"acc *= static_cast<{acc}>({src}[{at}]);" if product else f"acc += {src}[{at}];"
     if attr_int(node, "exclusive", 0):
-        step = [f"{dst}[{at}] = static_cast<{ctype}>(acc);", f"acc += {src}[{at}];"]
+        step = [f"{dst}[{at}] = static_cast<{ctype}>(acc);", fold]
     else:
-        step = [f"acc += {src}[{at}];", f"{dst}[{at}] = static_cast<{ctype}>(acc);"]
+        step = [fold, f"{dst}[{at}] = static_cast<{ctype}>(acc);"]
     return ([f"for (std::size_t i = 0; i < {outer}; ++i) {{",
          f"  for (std::size_t j = 0; j < {inner}; ++j) {{",
-         f"    {acc} acc = 0;",
+         f"    {acc} acc = {1 if product else 0};",
          f"    for (std::size_t o = 0; o < {extent}; ++o) {{"]
         + ["      " + line for line in step]
         + ["    }", "  }", "}"])
 
 
 register("CumSum", infer=_cumsum_infer, evaluate=_cumsum_evaluate, emit=_cumsum_emit)
+register("CumProd", infer=_cumsum_infer, evaluate=_cumsum_evaluate, emit=_cumsum_emit)
 
 
 def _trilu_k(node, graph):

@@ -1,26 +1,25 @@
-"""Pooling: MaxPool, AveragePool (1-D and 2-D), GlobalAveragePool, GlobalMaxPool; float32."""
+"""Pooling: MaxPool, AveragePool (1-D to 3-D), GlobalAveragePool, GlobalMaxPool; float32.
+
+1-D and 2-D MaxPool and AveragePool run in the 2-D kernels of kernels.h; 3-D ones, and MaxPool
+with its Indices output, in the tap-by-tap loops of window_pool.py.
+"""
 
 import numpy as np
 
 from pure_model_codegen.errors import CodegenError
 from pure_model_codegen.ops import attr_int, attr_ints, input_count, register, require_dtype
 from pure_model_codegen.ops.conv import resolve_padding, spatial_attrs
+from pure_model_codegen.ops.window_pool import kernel_attrs, window_lines
 
 _FLOAT = (1,)
 
 
 def _pool_geometry(node, graph):
     input_count(node, 1)
-    if len(node.outputs) > 1 and node.outputs[1]:
-        raise CodegenError("the optional Indices output of MaxPool is not supported", node=node)
+    if len(node.outputs) > (2 if node.op_type == "MaxPool" else 1):
+        raise CodegenError(f"has {len(node.outputs)} outputs, more than {node.op_type} has", node=node)
     x = require_dtype(node, graph, node.inputs[0], _FLOAT)
-    if len(x.shape) not in (3, 4):
-        raise CodegenError(f"only 1-D and 2-D pooling is supported; input has rank {len(x.shape)}", node=node)
-    spatial_rank = len(x.shape) - 2
-    kernel = attr_ints(node, "kernel_shape")
-    if not kernel or len(kernel) != spatial_rank or any(k < 1 for k in kernel):
-        raise CodegenError(f"kernel_shape must hold {spatial_rank} positive values, got {kernel}", node=node)
-    strides, dilations = spatial_attrs(node, spatial_rank)
+    kernel, strides, dilations = kernel_attrs(node, x)
     if node.op_type == "AveragePool" and any(d != 1 for d in dilations) and node.opset < 19:
         raise CodegenError("dilations need AveragePool opset 19", node=node)
     begin, end, out = resolve_padding(
@@ -33,9 +32,14 @@ def _pool_geometry(node, graph):
     return x, kernel, strides, dilations, begin, end, out
 
 
+def _indices_output(node):
+    return node.outputs[1] if len(node.outputs) > 1 and node.outputs[1] else ""
+
+
 def _pool_infer(node, graph):
     x, *_, out = _pool_geometry(node, graph)
-    return [(1, tuple(x.shape[:2]) + tuple(out))]
+    shape = tuple(x.shape[:2]) + tuple(out)
+    return [(1, shape), (7, shape)][:len(node.outputs)]
 
 
 def _two_d(values, fill):
@@ -44,6 +48,15 @@ def _two_d(values, fill):
 
 def _pool_emit(node, ctx):
     x, kernel, strides, dilations, begin, end, out = _pool_geometry(node, ctx.graph)
+    indices = _indices_output(node)
+    if len(kernel) == 3 or indices:
+        storage_order = attr_int(node, "storage_order", 0)
+        if storage_order not in (0, 1):
+            raise CodegenError(f"storage_order must be 0 or 1, got {storage_order}", node=node)
+        kind = "max" if node.op_type == "MaxPool" else "average"
+        return window_lines(node, ctx, kind, kernel, strides, dilations, begin, end, out,
+                            count_include_pad=bool(attr_int(node, "count_include_pad", 0)), indices=indices,
+                            storage_order=storage_order)
     h, w = _two_d(list(x.shape[2:]), 1)
     kh, kw = _two_d(kernel, 1)
     oh, ow = _two_d(out, 1)

@@ -7,8 +7,8 @@ from pure_model_codegen.ops import attr_int, input_count, normalize_axis, regist
 _FLOAT = (1,)
 
 
-def _groups(node, shape):
-    """(outer, axis extent, inner) of the reduction the op performs over `shape`."""
+def axis_groups(node, shape):
+    """(outer, axis extent, inner) of the reduction the op performs over `shape` (also Hardmax's)."""
     rank = len(shape)
     if node.opset < 13:
         axis = normalize_axis(node, attr_int(node, "axis", 1), rank)
@@ -20,13 +20,13 @@ def _groups(node, shape):
 def _infer(node, graph):
     input_count(node, 1)
     x = require_dtype(node, graph, node.inputs[0], _FLOAT)
-    _groups(node, x.shape)
+    axis_groups(node, x.shape)
     return [(x.dtype, x.shape)]
 
 
 def _make(op_type, log):
     def emit(node, ctx):
-        outer, axis, inner = _groups(node, ctx.graph.tensor(node.inputs[0]).shape)
+        outer, axis, inner = axis_groups(node, ctx.graph.tensor(node.inputs[0]).shape)
         return [f"pure_model::Softmax<{outer}, {axis}, {inner}, {'true' if log else 'false'}>("
                 f"{ctx.ptr(node.inputs[0])}, {ctx.ptr(node.outputs[0])});"]
 
