@@ -8,7 +8,7 @@ import numpy as np
 
 from pure_model_codegen.errors import CodegenError
 from pure_model_codegen.ops import attr_int, attr_ints, input_count, register, require_dtype
-from pure_model_codegen.ops.conv import resolve_padding, spatial_attrs
+from pure_model_codegen.ops.conv import resolve_padding
 from pure_model_codegen.ops.window_pool import kernel_attrs, window_lines
 
 _FLOAT = (1,)
