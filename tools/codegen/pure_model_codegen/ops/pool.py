@@ -1,7 +1,8 @@
-"""Pooling: MaxPool, AveragePool (1-D to 3-D), GlobalAveragePool, GlobalMaxPool; float32.
+"""Pooling: MaxPool, AveragePool (1-D to 3-D), GlobalAveragePool, GlobalMaxPool.
 
-1-D and 2-D MaxPool and AveragePool run in the 2-D kernels of kernels.h; 3-D ones, and MaxPool
-with its Indices output, in the tap-by-tap loops of window_pool.py.
+1-D and 2-D float32 MaxPool and AveragePool run in the 2-D kernels of kernels.h; 3-D ones, other
+element types (float64; int8 and uint8 for MaxPool from opset 12) and MaxPool with its Indices
+output, in the tap-by-tap loops of window_pool.py.
 """
 
 import numpy as np
@@ -18,7 +19,8 @@ def _pool_geometry(node, graph):
     input_count(node, 1)
     if len(node.outputs) > (2 if node.op_type == "MaxPool" else 1):
         raise CodegenError(f"has {len(node.outputs)} outputs, more than {node.op_type} has", node=node)
-    x = require_dtype(node, graph, node.inputs[0], _FLOAT)
+    allowed = _FLOAT + (11,) + ((2, 3) if node.op_type == "MaxPool" and node.opset >= 12 else ())
+    x = require_dtype(node, graph, node.inputs[0], allowed)
     kernel, strides, dilations = kernel_attrs(node, x)
     if node.op_type == "AveragePool" and any(d != 1 for d in dilations) and node.opset < 19:
         raise CodegenError("dilations need AveragePool opset 19", node=node)
@@ -39,7 +41,7 @@ def _indices_output(node):
 def _pool_infer(node, graph):
     x, *_, out = _pool_geometry(node, graph)
     shape = tuple(x.shape[:2]) + tuple(out)
-    return [(1, shape), (7, shape)][:len(node.outputs)]
+    return [(x.dtype, shape), (7, shape)][:len(node.outputs)]
 
 
 def _two_d(values, fill):
@@ -49,7 +51,7 @@ def _two_d(values, fill):
 def _pool_emit(node, ctx):
     x, kernel, strides, dilations, begin, end, out = _pool_geometry(node, ctx.graph)
     indices = _indices_output(node)
-    if len(kernel) == 3 or indices:
+    if len(kernel) == 3 or indices or x.dtype not in _FLOAT:
         storage_order = attr_int(node, "storage_order", 0)
         if storage_order not in (0, 1):
             raise CodegenError(f"storage_order must be 0 or 1, got {storage_order}", node=node)

@@ -80,8 +80,10 @@ def window_lines(node, ctx, kind, kernel, strides, dilations, begin, end, out, p
     for d in range(rank):
         lines.append("  " * depth + f"for (std::size_t i{d + 1} = 0; i{d + 1} < {params}::kOut{d}; ++i{d + 1}) {{")
         depth += 1
+    floating = x.dtype in _FLOATS
     if kind == "max":
-        lines.append("  " * depth + f"{t} best = -std::numeric_limits<{t}>::infinity();")
+        lowest = f"-std::numeric_limits<{t}>::infinity()" if floating else f"std::numeric_limits<{t}>::lowest()"
+        lines.append("  " * depth + f"{t} best = {lowest};")
         if indices:
             lines.append("  " * depth + "std::int64_t at = 0;")
     else:
@@ -110,8 +112,9 @@ def window_lines(node, ctx, kind, kernel, strides, dilations, begin, end, out, p
         lines += ["  " * depth + "++taps;", "  " * depth + f"acc += {src}[{flat}];"]
     elif kind == "max":
         lines += ["  " * depth + f"const {t} v = {src}[{flat}];",
-                  "  " * depth + "// NaN propagates, as in the 2-D kernels.",
-                  "  " * depth + "if (v > best || v != v) {",
+                  "  " * depth + ("// NaN propagates, as in the 2-D kernels." if floating else
+                                  "// The first of equal maxima wins."),
+                  "  " * depth + ("if (v > best || v != v) {" if floating else "if (v > best) {"),
                   "  " * depth + "  best = v;"]
         if indices:
             lines.append("  " * depth + f"  at = static_cast<std::int64_t>({_index_expr(params, rank, storage_order)});")
