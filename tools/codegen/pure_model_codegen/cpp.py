@@ -83,6 +83,7 @@ _KEYWORDS = set("""
     loss_sum weight_sum row_max exp_sum log_norm label loss_value class_weight
     mean variance centred inv_std in_block out_block norm first last kept slot position known angle_row in_head
     out_head cosine sine x1 x2 lu det pivot swapped diagonal factor taps at0 at1 at2 line top top_index
+    update state token key_row gate rate recalled in_row history
 """.split())
 _RESERVED_PATTERN = re.compile(r"^(i\d+|_.*|.*__.*)$")
 

@@ -1,6 +1,6 @@
-"""Hardmax, TopK, EyeLike, CumProd, RotaryEmbedding, SwiGLU, Det, Einsum, LpPool and the pools of
-window_pool.py against onnx's reference evaluator (or numpy where that departs from the spec); and
-their refusals."""
+"""Hardmax, TopK, EyeLike, CumProd, RotaryEmbedding, SwiGLU, Det, Einsum, BitCast, LinearAttention,
+CausalConvWithState, LpPool and the pools of window_pool.py against onnx's reference evaluator (or
+numpy where that departs from the spec); and their refusals."""
 
 import numpy as np
 import pytest
@@ -134,6 +134,43 @@ def test_pool_3d_and_indices(tmp_path):
              helper.make_node("MaxPool", ["x2"], ["m2", "i2"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2]),
              helper.make_node("MaxPool", ["x2"], ["m3", "i3"], kernel_shape=[2, 2], strides=[2, 2], storage_order=1)]
     check_model(tmp_path, nodes, feeds, ["m1", "a1", "a2", "m2", "i2", "m3", "i3"], opset=19)
+    # Other element types take the same loops.
+    feeds = {"u": RNG.integers(0, 255, (1, 2, 5, 5)).astype(np.uint8),
+             "s": RNG.integers(-128, 127, (1, 1, 6)).astype(np.int8), "d": rand(1, 2, 4, 4, dtype=np.float64)}
+    nodes = [helper.make_node("MaxPool", ["u"], ["m1"], kernel_shape=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("MaxPool", ["s"], ["m2"], kernel_shape=[3], strides=[2]),
+             helper.make_node("AveragePool", ["d"], ["a1"], kernel_shape=[2, 2])]
+    check_model(tmp_path / "types", nodes, feeds, ["m1", "m2", "a1"], opset=19)
+
+
+def test_linear_attention_and_causal_conv(tmp_path):
+    b, t, hq, hkv, dk, dv = 2, 3, 4, 2, 3, 2
+    feeds = {"q": rand(b, t, hq * dk), "k": rand(b, t, hkv * dk), "v": rand(b, t, hkv * dv),
+             "past": rand(b, hkv, dk, dv), "g1": rand(b, t, hkv) * 0.3, "gk": rand(b, t, hkv * dk) * 0.3,
+             "beta": np.abs(rand(b, t, hkv)), "beta1": np.abs(rand(b, t, 1)),
+             "x": rand(2, 3, 5), "w": rand(3, 1, 3), "bias": rand(3), "xpast": rand(2, 3, 2), "w1": rand(3, 1, 1)}
+    heads = dict(q_num_heads=hq, kv_num_heads=hkv)
+    nodes = [helper.make_node("LinearAttention", ["q", "k", "v"], ["o1", "s1"], update_rule="linear", **heads),
+             helper.make_node("LinearAttention", ["q", "k", "v", "past", "g1"], ["o2", "s2"], update_rule="gated",
+                              scale=0.5, **heads),
+             helper.make_node("LinearAttention", ["q", "k", "v", "past", "", "beta1"], ["o3", "s3"],
+                              update_rule="delta", **heads),
+             helper.make_node("LinearAttention", ["q", "k", "v", "past", "gk", "beta"], ["o4", "s4"], **heads),
+             helper.make_node("CausalConvWithState", ["x", "w"], ["c1", "p1"]),
+             helper.make_node("CausalConvWithState", ["x", "w", "bias", "xpast"], ["c2", "p2"], activation="silu"),
+             helper.make_node("CausalConvWithState", ["x", "w1", "bias"], ["c3", "p3"])]
+    check_model(tmp_path, nodes, feeds, ["o1", "s1", "o2", "s2", "o3", "s3", "o4", "s4", "c1", "p1", "c2", "p2", "c3", "p3"],
+                opset=27)
+
+
+def test_bitcast(tmp_path):
+    feeds = {"f": rand(2, 3), "i8": RNG.integers(-128, 127, (5,)).astype(np.int8),
+             "b": np.array([True, False, True]), "d": rand(4, dtype=np.float64)}
+    nodes = [helper.make_node("BitCast", ["f"], ["y1"], to=TensorProto.INT32),
+             helper.make_node("BitCast", ["i8"], ["y2"], to=TensorProto.UINT8),
+             helper.make_node("BitCast", ["b"], ["y3"], to=TensorProto.UINT8),
+             helper.make_node("BitCast", ["d"], ["y4"], to=TensorProto.INT64)]
+    check_model(tmp_path, nodes, feeds, ["y1", "y2", "y3", "y4"], opset=26)
 
 
 @pytest.mark.parametrize("node,inputs,opset,message", [
@@ -146,6 +183,8 @@ def test_pool_3d_and_indices(tmp_path):
     (helper.make_node("RotaryEmbedding", ["x", "c", "s"], ["y"]),
      [("x", TensorProto.FLOAT, [1, 2, 6]), ("c", TensorProto.FLOAT, [1, 2, 3]), ("s", TensorProto.FLOAT, [1, 2, 3])],
      23, "required attribute 'num_heads'"),
+    (helper.make_node("BitCast", ["x"], ["y"], to=TensorProto.INT16), [("x", TensorProto.INT32, [2])], 26,
+     "int32 \\(32 bits\\) and int16 \\(16 bits\\) differ in width"),
 ])
 def test_refusals(tmp_path, node, inputs, opset, message):
     with pytest.raises(CodegenError, match=message):
