@@ -125,7 +125,7 @@ def reference(op, attrs, X, W, R, B=None, seq_lens=None, h0=None, c0=None, P=Non
 
 
 def _layer(tag, op, attrs=None, seq=5, batch=3, inputs=4, hidden=3, optional=(), const=True, outputs=(0, 1, 2),
-           computed=True):
+           computed=True, x_range=2.0):
     """(node, graph inputs {name: array}, initializers {name: array}, expected {output: array}).
 
     optional: which of B, seq, h0, c0, P to give; const: weights (W, R, B, P) as initializers.
@@ -138,7 +138,7 @@ def _layer(tag, op, attrs=None, seq=5, batch=3, inputs=4, hidden=3, optional=(),
     g = GATES[op]
     state = (batch, directions, hidden) if layout else (directions, batch, hidden)
     values = {
-        "X": RNG.uniform(-2, 2, (batch, seq, inputs) if layout else (seq, batch, inputs)),
+        "X": RNG.uniform(-x_range, x_range, (batch, seq, inputs) if layout else (seq, batch, inputs)),
         "W": RNG.uniform(-1, 1, (directions, g * hidden, inputs)),
         "R": RNG.uniform(-1, 1, (directions, g * hidden, hidden)),
         "B": RNG.uniform(-1, 1, (directions, 2 * g * hidden)),
@@ -213,6 +213,9 @@ def test_directions_layouts_and_optional_inputs(tmp_path, op):
     layers.append(_layer("y_only", op, {"direction": "bidirectional"}, optional=("B",), outputs=(0,)))
     if op == "LSTM":
         layers.append(_layer("yc_only", op, {}, optional=("h0", "c0"), outputs=(2,)))
+    # Inputs far out, where sigmoid and tanh saturate (and e^v leaves float's range), and near 0.
+    layers.append(_layer("far", op, {"direction": "bidirectional"}, optional=ALL, x_range=300.0))
+    layers.append(_layer("near", op, {}, optional=(), x_range=1e-4))
     # A batch of one over a longer sequence, the shape of streaming models, wider than a panel.
     layers.append(_layer("wide", op, {}, seq=7, batch=1, inputs=20, hidden=21, optional=("B", "h0")))
     _run(tmp_path, layers)
