@@ -245,6 +245,10 @@ def _fold_bias(g, b):
     return (wb + rb).astype(np.float32), None
 
 
+def _offset(pointer, elements):
+    return f"{pointer} + {elements}" if elements else pointer
+
+
 def _make_emit(op, quantized=False):
     def emit(node, ctx):
         graph = ctx.graph
@@ -288,8 +292,8 @@ def _make_emit(op, quantized=False):
                                              comment="W packed in panels of 16 rows at generation time")
             else:
                 w_ptr = runtime_ptr["w"]
-                lines.append(f"pure_model::PackRecurrentWeights<{gh}, {g['input']}>({ctx.ptr(w.name)} + "
-                             f"{direction * gh * g['input']}, {w_ptr});")
+                lines.append(f"pure_model::PackRecurrentWeights<{gh}, {g['input']}>("
+                             f"{_offset(ctx.ptr(w.name), direction * gh * g['input'])}, {w_ptr});")
             r_ptrs = []
             for index, (lo, hi) in enumerate(_weights_parts(g)):
                 if r_value is not None:
@@ -298,8 +302,8 @@ def _make_emit(op, quantized=False):
                         comment="R packed in panels of 16 rows at generation time"))
                 else:
                     r_ptrs.append(runtime_ptr[f"r{index}"])
-                    lines.append(f"pure_model::PackRecurrentWeights<{hi - lo}, {h}>({ctx.ptr(r.name)} + "
-                                 f"{(direction * gh + lo) * h}, {r_ptrs[-1]});")
+                    lines.append(f"pure_model::PackRecurrentWeights<{hi - lo}, {h}>("
+                                 f"{_offset(ctx.ptr(r.name), (direction * gh + lo) * h)}, {r_ptrs[-1]});")
             bias_x, bias_rh = "nullptr", "nullptr"
             if b is not None and b.is_constant:
                 # Both biases of a gate add to its projection, except GRU's Rb of h with
@@ -311,13 +315,13 @@ def _make_emit(op, quantized=False):
             elif b is not None:
                 bias_x, bias_rh = runtime_ptr["bias_x"], runtime_ptr["bias_rh"]
                 lines.append(f"pure_model::FoldRecurrentBias<{gh}, {h}, {str(g['linear_before_reset']).lower()}>("
-                             f"{ctx.ptr(b.name)} + {direction * 2 * gh}, {bias_x}, {bias_rh});")
+                             f"{_offset(ctx.ptr(b.name), direction * 2 * gh)}, {bias_x}, {bias_rh});")
 
             def optional(index, offset_elements):
-                return f"{ctx.ptr(node.inputs[index])} + {offset_elements}" if _present(node, index) else "nullptr"
+                return _offset(ctx.ptr(node.inputs[index]), offset_elements) if _present(node, index) else "nullptr"
 
             def output(index, offset_elements):
-                return f"{ctx.ptr(outputs[index])} + {offset_elements}" if outputs[index] else "nullptr"
+                return _offset(ctx.ptr(outputs[index]), offset_elements) if outputs[index] else "nullptr"
 
             seq_lens = ctx.ptr(node.inputs[_SEQ]) if _present(node, _SEQ) else "nullptr"
             peep = optional(_P, direction * 3 * h) if op == "LSTM" else "nullptr"
