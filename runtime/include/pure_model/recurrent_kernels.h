@@ -17,7 +17,7 @@
 #include <cstring>
 #include <type_traits>
 
-#include "pure_model/kernels.h"  // GemmVector, LoadVector
+#include "pure_model/kernels.h"  // GemmVector, LoadVector, Tanh, Sigmoid
 
 namespace pure_model {
 
@@ -27,44 +27,14 @@ enum class RnnActivation {
   kSoftplus,
 };
 
-// e^v in plain arithmetic, inlined into the cell update instead of a libm call per element (the
-// gates' sigmoids and tanhs were a tenth of a streaming LSTM's time), and the same on every
-// platform: v = n ln 2 + r with |r| <= ln 2 / 2, e^r by its Taylor polynomial to r^7 (truncation
-// 6e-9), 2^n built in the exponent bits. Within 3 ulp of e^v for v in [-87.3, 88]; v is clamped
-// to that range, where e^v is a normal float (sigmoid and tanh are saturated beyond it).
-inline float RnnExp(float v) {
-  const float clamped = v < -87.3f ? -87.3f : (v > 88.f ? 88.f : v);
-  // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer.
-  const float n = (clamped * 1.44269504f + 12582912.f) - 12582912.f;
-  // ln 2 in two parts (Cody and Waite): n times the first is exact for |n| < 2^8.
-  const float r = (clamped - n * 0.693145751953125f) - n * 1.42860677e-6f;
-  const float p = 1.f + r * (1.f + r * (0.5f + r * (1.f / 6 + r * (1.f / 24 + r * (1.f / 120 + r * (1.f / 720 +
-                                                                                               r * (1.f / 5040)))))));
-  const std::int32_t bits = (static_cast<std::int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return v != v ? v : p * scale;  // NaN stays NaN
-}
-
-// tanh(v): its Taylor polynomial to v^11 below 1/4 (where 1 - 2 / (e^2v + 1) would lose digits
-// to cancellation), else that.
-inline float RnnTanh(float v) {
-  const float a = std::fabs(v);
-  const float v2 = v * v;
-  const float series =
-      v * (1.f + v2 * (-1.f / 3 + v2 * (2.f / 15 + v2 * (-17.f / 315 + v2 * (62.f / 2835 + v2 * (-1382.f / 155925))))));
-  const float magnitude = 1.f - 2.f / (RnnExp(2.f * a) + 1.f);
-  return a < 0.25f ? series : (v < 0.f ? -magnitude : magnitude);
-}
-
 template <RnnActivation A>
 inline float RnnActivate(float v, float alpha, float beta) {
   if constexpr (A == RnnActivation::kRelu) {
     return v > 0.f ? v : 0.f;
   } else if constexpr (A == RnnActivation::kTanh) {
-    return RnnTanh(v);
+    return Tanh(v);  // kernels.h's inline versions, not libm calls per element
   } else if constexpr (A == RnnActivation::kSigmoid) {
-    return 1.f / (1.f + RnnExp(-v));
+    return Sigmoid(v);
   } else if constexpr (A == RnnActivation::kAffine) {
     return alpha * v + beta;
   } else if constexpr (A == RnnActivation::kLeakyRelu) {
@@ -72,7 +42,7 @@ inline float RnnActivate(float v, float alpha, float beta) {
   } else if constexpr (A == RnnActivation::kThresholdedRelu) {
     return v > alpha ? v : 0.f;
   } else if constexpr (A == RnnActivation::kScaledTanh) {
-    return alpha * RnnTanh(beta * v);
+    return alpha * Tanh(beta * v);
   } else if constexpr (A == RnnActivation::kHardSigmoid) {
     const float y = alpha * v + beta;
     return y < 0.f ? 0.f : (y > 1.f ? 1.f : y);
