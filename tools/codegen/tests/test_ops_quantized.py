@@ -301,6 +301,15 @@ def test_rejects_bad_scales_and_zero_points(tmp_path):
         _rejects(tmp_path, node, x, inits, pattern, opset)
 
 
+def test_rejects_versions_not_implemented(tmp_path, monkeypatch):
+    # A newer onnx could revise the ops: a version past the one implemented fails, naming it.
+    from pure_model_codegen.passes import check_ops
+    monkeypatch.setattr(check_ops, "op_version", lambda node: 11 if node.op_type == "ConvInteger" else 1)
+    _rejects(tmp_path, helper.make_node("ConvInteger", ["x", "w"], ["y"], name="c"),
+             {"x": np.ones((1, 1, 3, 3), np.uint8)}, {"w": np.ones((1, 1, 1, 1), np.uint8)},
+             r"node 'c'.*ConvInteger-11 \(this generator implements ConvInteger up to version 10\)")
+
+
 def test_rejects_unsupported_integer_products(tmp_path):
     a = {"a": np.ones((3, 4), np.uint8)}
     _rejects(tmp_path, helper.make_node("MatMulInteger", ["a", "b", "az"], ["y"], name="m"), a,

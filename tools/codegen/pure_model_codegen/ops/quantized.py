@@ -240,9 +240,11 @@ def _dequantize_emit(node, ctx):
             f"{ctx.ptr(node.outputs[0])});"]
 
 
-# The arithmetic of one element (a division, a rounding, a clamp) is not counted finer.
-register("QuantizeLinear", infer=_quantize_infer, evaluate=_quantize_evaluate, emit=_quantize_emit)
-register("DequantizeLinear", infer=_dequantize_infer, evaluate=_dequantize_evaluate, emit=_dequantize_emit)
+# The arithmetic of one element (a division, a rounding, a clamp) is not counted finer. Versions
+# 25 and 28 only add element types the IR lacks (2-bit, float6), refused like the other narrow ones.
+register("QuantizeLinear", infer=_quantize_infer, evaluate=_quantize_evaluate, emit=_quantize_emit, max_version=28)
+register("DequantizeLinear", infer=_dequantize_infer, evaluate=_dequantize_evaluate, emit=_dequantize_emit,
+         max_version=28)
 
 
 # --- DynamicQuantizeLinear ------------------------------------------------------------------
@@ -274,7 +276,7 @@ def _dynamic_flops(node, graph):
 
 
 register("DynamicQuantizeLinear", infer=_dynamic_infer, evaluate=_dynamic_evaluate, emit=_dynamic_emit,
-         flops=_dynamic_flops)
+         flops=_dynamic_flops, max_version=11)
 
 
 # --- Integer products: shared planning -------------------------------------------------------
@@ -456,13 +458,13 @@ def _emit_requantized(node, ctx, plan, emit_products, labels, channels, inner, b
         f"{ctx.ptr(node.outputs[0])});"]
 
 
-def _register_product(op_type, plan, infer, emit):
+def _register_product(op_type, plan, infer, emit, max_version):
     register(op_type, infer=infer, emit=emit, flops=lambda node, graph: plan(node, graph)["flops"],
-             scratch=lambda node, graph: plan(node, graph)["scratch"])
+             scratch=lambda node, graph: plan(node, graph)["scratch"], max_version=max_version)
 
 
-_register_product("ConvInteger", _conv_plan, _conv_integer_infer, _conv_integer_emit)
-_register_product("QLinearConv", _conv_plan, _qlinear_conv_infer, _qlinear_conv_emit)
+_register_product("ConvInteger", _conv_plan, _conv_integer_infer, _conv_integer_emit, 10)
+_register_product("QLinearConv", _conv_plan, _qlinear_conv_infer, _qlinear_conv_emit, 10)
 
 
 # --- MatMulInteger and QLinearMatMul ---------------------------------------------------------
@@ -571,5 +573,6 @@ def _qlinear_matmul_emit(node, ctx):
     return _emit_requantized(node, ctx, plan, _matmul_emit_products, _QLINEAR_MATMUL_SCALES, plan["n"], 1, "nullptr")
 
 
-_register_product("MatMulInteger", _matmul_plan, _matmul_integer_infer, _matmul_integer_emit)
-_register_product("QLinearMatMul", _matmul_plan, _qlinear_matmul_infer, _qlinear_matmul_emit)
+_register_product("MatMulInteger", _matmul_plan, _matmul_integer_infer, _matmul_integer_emit, 10)
+# Version 21 only adds float16/bfloat16 scales and float8 operands (the float8 ones refused).
+_register_product("QLinearMatMul", _matmul_plan, _qlinear_matmul_infer, _qlinear_matmul_emit, 21)
