@@ -237,6 +237,7 @@ def test_matmul_integer(tmp_path):
     ]
     files = check(tmp_path, nodes, feeds, ["batched_a", "batched_b", "vector", "matrix_vector"], inits)
     assert "packed_b" in files["source"] and "QPackWeights" in files["source"]
+    assert "kWeightB[" not in files["source"], "a B packed at generation time is not embedded as well"
 
 
 def test_matmul_integer_extremes(tmp_path):

@@ -524,7 +524,7 @@ def _matmul_emit_products(node, ctx, plan, y):
     graph = ctx.graph
     m, k, n, rows = plan["m"], plan["k"], plan["n"], plan["rows"]
     a_dtype, b_dtype = graph.tensor(plan["a"]).dtype, graph.tensor(plan["b"]).dtype
-    a, b = ctx.ptr(plan["a"]), ctx.ptr(plan["b"])
+    a = ctx.ptr(plan["a"])
     a_zero = ctx.ptr(plan["a_zero"]) if plan["a_zero"] else _typed_null(a_dtype)
     panels = _scratch_ptr(ctx, node, plan["offsets"], "panels", "float")
     if plan["packed_constant"]:
@@ -535,6 +535,9 @@ def _matmul_emit_products(node, ctx, plan, y):
                                               "columns")
         return [f"pure_model::MatMulInteger<{rows}, {k}, {n}, {plan['chunk']}>({a}, {a_zero}, {packed}, {y}, "
                 f"{panels});"]
+    # Only B's run-time form is read: ctx.ptr embeds a constant B (B with batch dimensions), and
+    # only when it is not packed at generation time.
+    b = ctx.ptr(plan["b"])
     packed = _scratch_ptr(ctx, node, plan["offsets"], "packed", "float")
     b_zero = ctx.ptr(plan["b_zero"]) if plan["b_zero"] else _typed_null(b_dtype)
     pack = (f"pure_model::QPackWeights<{n}, {k}, 1, {n}, {str(plan['b_per_column']).lower()}>"
