@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "pure_model/narrow_floats.h"
 #include "tools/harness/harness_util.h"
 #include "tools/harness/model_descriptor.h"
 #include "tools/harness/npy.h"
@@ -81,13 +82,38 @@ T Load(const unsigned char* data, std::size_t index) {
 }
 
 bool IsFloat(DType dtype) {
-  return dtype == DType::kFloat16 || dtype == DType::kFloat32 || dtype == DType::kFloat64;
+  switch (dtype) {
+    case DType::kFloat16:
+    case DType::kFloat32:
+    case DType::kFloat64:
+    case DType::kBFloat16:
+    case DType::kFloat8E4M3FN:
+    case DType::kFloat8E4M3FNUZ:
+    case DType::kFloat8E5M2:
+    case DType::kFloat8E5M2FNUZ:
+    case DType::kFloat4E2M1:
+      return true;
+    default:
+      return false;
+  }
 }
 
 double FloatAt(DType dtype, const unsigned char* data, std::size_t index) {
   switch (dtype) {
     case DType::kFloat16:
-      return HalfToFloat(Load<std::uint16_t>(data, index));
+      return pure_model::ToFloat(Load<pure_model::Float16>(data, index));
+    case DType::kBFloat16:
+      return pure_model::ToFloat(Load<pure_model::BFloat16>(data, index));
+    case DType::kFloat8E4M3FN:
+      return pure_model::ToFloat(Load<pure_model::Float8E4M3FN>(data, index));
+    case DType::kFloat8E4M3FNUZ:
+      return pure_model::ToFloat(Load<pure_model::Float8E4M3FNUZ>(data, index));
+    case DType::kFloat8E5M2:
+      return pure_model::ToFloat(Load<pure_model::Float8E5M2>(data, index));
+    case DType::kFloat8E5M2FNUZ:
+      return pure_model::ToFloat(Load<pure_model::Float8E5M2FNUZ>(data, index));
+    case DType::kFloat4E2M1:
+      return pure_model::ToFloat(Load<pure_model::Float4E2M1>(data, index));
     case DType::kFloat32:
       return Load<float>(data, index);
     default:
@@ -96,15 +122,14 @@ double FloatAt(DType dtype, const unsigned char* data, std::size_t index) {
 }
 
 std::string ElementText(DType dtype, const unsigned char* data, std::size_t index) {
-  char text[32];
+  if (IsFloat(dtype)) {
+    char text[32];
+    // Enough digits to tell apart any two values of the type.
+    std::snprintf(text, sizeof(text), dtype == DType::kFloat64 ? "%.17g" : "%.9g",
+                  FloatAt(dtype, data, index));
+    return text;
+  }
   switch (dtype) {
-    case DType::kFloat16:
-    case DType::kFloat32:
-    case DType::kFloat64:
-      // Enough digits to tell apart any two values of the type.
-      std::snprintf(text, sizeof(text), dtype == DType::kFloat64 ? "%.17g" : "%.9g",
-                    FloatAt(dtype, data, index));
-      return text;
     case DType::kBool:
       return Load<std::uint8_t>(data, index) != 0 ? "true" : "false";
     case DType::kInt8:
@@ -123,6 +148,16 @@ std::string ElementText(DType dtype, const unsigned char* data, std::size_t inde
       return std::to_string(Load<std::int64_t>(data, index));
     case DType::kUint64:
       return std::to_string(Load<std::uint64_t>(data, index));
+    case DType::kUint4:
+      return std::to_string(pure_model::ToInt(Load<pure_model::UInt4>(data, index)));
+    case DType::kInt4:
+      return std::to_string(pure_model::ToInt(Load<pure_model::Int4>(data, index)));
+    case DType::kUint2:
+      return std::to_string(pure_model::ToInt(Load<pure_model::UInt2>(data, index)));
+    case DType::kInt2:
+      return std::to_string(pure_model::ToInt(Load<pure_model::Int2>(data, index)));
+    default:  // the floats, above
+      break;
   }
   return "?";
 }

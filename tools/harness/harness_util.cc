@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "pure_model/narrow_floats.h"
+
 namespace pure_model_harness {
 namespace {
 
@@ -319,6 +321,10 @@ bool LoadTensor(const std::string& what, const TensorInfo& info, const std::stri
   }
   const bool same_shape = out->shape.size() == static_cast<std::size_t>(info.rank) &&
                           std::equal(out->shape.begin(), out->shape.end(), info.dims);
+  if (IsOpaqueToNumpy(out->dtype) && IsOpaqueToNumpy(info.dtype) &&
+      DTypeSize(out->dtype) == DTypeSize(info.dtype)) {
+    out->dtype = info.dtype;  // the file's bytes can only say their size
+  }
   if (out->dtype != info.dtype || !same_shape) {
     *error = what + ": expected " + FormatType(info) + ", got " +
              FormatType(out->dtype, out->shape.data(), static_cast<int>(out->shape.size())) +
@@ -326,62 +332,6 @@ bool LoadTensor(const std::string& what, const TensorInfo& info, const std::stri
     return false;
   }
   return true;
-}
-
-std::uint16_t FloatToHalf(float value) {
-  std::uint32_t bits;
-  std::memcpy(&bits, &value, sizeof(bits));
-  const std::uint16_t sign = static_cast<std::uint16_t>((bits >> 16) & 0x8000u);
-  const std::uint32_t magnitude = bits & 0x7fffffffu;
-
-  if (magnitude >= 0x7f800000u) {  // infinity or NaN
-    if (magnitude == 0x7f800000u) return sign | 0x7c00u;
-    // Keep the top payload bits and force the quiet bit so the result cannot become infinity.
-    return static_cast<std::uint16_t>(sign | 0x7e00u | ((magnitude >> 13) & 0x3ffu));
-  }
-  // 65520 is halfway between the largest half, 65504, and the next power of two; ties go to
-  // the even neighbour, which here is infinity.
-  if (magnitude >= 0x477ff000u) return sign | 0x7c00u;
-
-  const int exponent = static_cast<int>(magnitude >> 23);  // biased by 127
-  if (exponent >= 113) {
-    // Normal half: rebias the exponent (127 -> 15) and round away the low 13 mantissa bits.
-    // A carry out of the mantissa correctly bumps the exponent.
-    std::uint32_t half = ((magnitude - (112u << 23)) >> 13);
-    const std::uint32_t rest = magnitude & 0x1fffu;
-    if (rest > 0x1000u || (rest == 0x1000u && (half & 1u))) ++half;
-    return static_cast<std::uint16_t>(sign | half);
-  }
-  // Below 2^-25 everything rounds to zero (2^-25 itself is a tie that goes to even, zero).
-  if (exponent < 102) return sign;
-  // Subnormal half: a count of 2^-24 units. With the implicit bit restored the float is
-  // mantissa * 2^(exponent - 150), so the count is mantissa >> (126 - exponent), rounded.
-  const std::uint32_t mantissa = (magnitude & 0x7fffffu) | 0x800000u;
-  const int shift = 126 - exponent;  // 14..24
-  std::uint32_t half = mantissa >> shift;
-  const std::uint32_t rest = mantissa & ((1u << shift) - 1);
-  const std::uint32_t halfway = 1u << (shift - 1);
-  if (rest > halfway || (rest == halfway && (half & 1u))) ++half;
-  return static_cast<std::uint16_t>(sign | half);
-}
-
-float HalfToFloat(std::uint16_t half) {
-  const bool negative = (half & 0x8000u) != 0;
-  const int exponent = (half >> 10) & 0x1f;
-  const std::uint32_t mantissa = half & 0x3ffu;
-  float magnitude;
-  if (exponent == 0) {
-    magnitude = std::ldexp(static_cast<float>(mantissa), -24);  // zero or subnormal
-  } else if (exponent == 31) {
-    magnitude = mantissa == 0 ? std::numeric_limits<float>::infinity()
-                              : std::numeric_limits<float>::quiet_NaN();
-  } else {
-    // Rebias the exponent (15 -> 127) and widen the mantissa (10 -> 23 bits); always exact.
-    const std::uint32_t bits =
-        (static_cast<std::uint32_t>(exponent + 112) << 23) | (mantissa << 13);
-    std::memcpy(&magnitude, &bits, sizeof(magnitude));
-  }
-  return negative ? -magnitude : magnitude;
 }
 
 // ---- Random inputs -------------------------------------------------------------------------
@@ -394,6 +344,7 @@ void FillRandom(const TensorInfo& info, std::uint64_t seed, unsigned char* data)
   for (std::size_t i = 0; i < info.elements; ++i) {
     const std::uint64_t bits = random.Next();
     const std::uint64_t small = bits >> 62;
+    const float quarter = static_cast<float>(bits >> 61) * 0.25f - 1.0f;
     switch (info.dtype) {
       case DType::kFloat32:
         Store(data, i, static_cast<float>(bits >> 40) * 0x1p-23f - 1.0f);
@@ -403,7 +354,40 @@ void FillRandom(const TensorInfo& info, std::uint64_t seed, unsigned char* data)
         break;
       case DType::kFloat16:
         // 11 bits, so that rounding to half precision cannot carry a value up to 1.
-        Store(data, i, FloatToHalf(static_cast<float>(bits >> 53) * 0x1p-10f - 1.0f));
+        Store(data, i,
+              pure_model::RoundToFloat16(static_cast<float>(bits >> 53) * 0x1p-10f - 1.0f));
+        break;
+      case DType::kBFloat16:  // 8 bits, which bfloat16 holds exactly
+        Store(data, i,
+              pure_model::RoundToBFloat16(static_cast<float>(bits >> 56) * 0x1p-7f - 1.0f));
+        break;
+      // The float8 types: a multiple of 1/4, which all of them hold; float4e2m1: -1/2 or 1/2.
+      case DType::kFloat8E4M3FN:
+        Store(data, i, pure_model::RoundToFloat8E4M3FN(quarter));
+        break;
+      case DType::kFloat8E4M3FNUZ:
+        Store(data, i, pure_model::RoundToFloat8E4M3FNUZ(quarter));
+        break;
+      case DType::kFloat8E5M2:
+        Store(data, i, pure_model::RoundToFloat8E5M2(quarter));
+        break;
+      case DType::kFloat8E5M2FNUZ:
+        Store(data, i, pure_model::RoundToFloat8E5M2FNUZ(quarter));
+        break;
+      case DType::kFloat4E2M1:
+        Store(data, i, pure_model::RoundToFloat4E2M1(quarter < 0.0f ? -0.5f : 0.5f));
+        break;
+      case DType::kUint4:
+        Store(data, i, pure_model::WrapToUInt4(static_cast<std::int64_t>(small)));
+        break;
+      case DType::kInt4:
+        Store(data, i, pure_model::WrapToInt4(static_cast<std::int64_t>(small)));
+        break;
+      case DType::kUint2:
+        Store(data, i, pure_model::WrapToUInt2(static_cast<std::int64_t>(small)));
+        break;
+      case DType::kInt2:  // holds -2..1: 0 or 1
+        Store(data, i, pure_model::WrapToInt2(static_cast<std::int64_t>(bits >> 63)));
         break;
       case DType::kBool:
         Store(data, i, static_cast<std::uint8_t>(bits >> 63));

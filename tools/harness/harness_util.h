@@ -92,11 +92,6 @@ bool ValidateModel(const ModelDescriptor& model, std::string* error);
 bool LoadTensor(const std::string& what, const TensorInfo& info, const std::string& path,
                 const std::string& shown_path, NpyArray* out, std::string* error);
 
-// IEEE 754 binary16 <-> binary32, rounding to nearest even; NaN stays NaN, overflow becomes
-// infinity. Done with bit manipulation because C++17 has no half-precision type.
-std::uint16_t FloatToHalf(float value);
-float HalfToFloat(std::uint16_t half);
-
 // ---- Random inputs -------------------------------------------------------------------------
 
 // Fills `data` (info.bytes of space) with pseudo-random values determined by `seed`, the same on

@@ -25,6 +25,17 @@ enum class DType : int {
   kFloat64 = 11,
   kUint32 = 12,
   kUint64 = 13,
+  // Storage types (runtime/include/pure_model/narrow_floats.h), one element a byte or two.
+  kBFloat16 = 16,
+  kFloat8E4M3FN = 17,
+  kFloat8E4M3FNUZ = 18,
+  kFloat8E5M2 = 19,
+  kFloat8E5M2FNUZ = 20,
+  kUint4 = 21,
+  kInt4 = 22,
+  kFloat4E2M1 = 23,
+  kUint2 = 25,
+  kInt2 = 26,
 };
 
 struct TensorInfo {

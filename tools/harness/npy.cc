@@ -37,6 +37,17 @@ constexpr DTypeInfo kDTypes[] = {
     {DType::kInt64, "int64", "<i8", 8},     {DType::kBool, "bool", "|b1", 1},
     {DType::kFloat16, "float16", "<f2", 2}, {DType::kFloat64, "float64", "<f8", 8},
     {DType::kUint32, "uint32", "<u4", 4},   {DType::kUint64, "uint64", "<u8", 8},
+    // numpy has no names for ml_dtypes' types: it writes them as opaque bytes.
+    {DType::kBFloat16, "bfloat16", "<V2", 2},
+    {DType::kFloat8E4M3FN, "float8e4m3fn", "<V1", 1},
+    {DType::kFloat8E4M3FNUZ, "float8e4m3fnuz", "<V1", 1},
+    {DType::kFloat8E5M2, "float8e5m2", "<V1", 1},
+    {DType::kFloat8E5M2FNUZ, "float8e5m2fnuz", "<V1", 1},
+    {DType::kUint4, "uint4", "<V1", 1},
+    {DType::kInt4, "int4", "<V1", 1},
+    {DType::kFloat4E2M1, "float4e2m1", "<V1", 1},
+    {DType::kUint2, "uint2", "<V1", 1},
+    {DType::kInt2, "int2", "<V1", 1},
 };
 
 const DTypeInfo* FindDType(DType dtype) {
@@ -221,7 +232,8 @@ bool ParseDescr(const std::string& descr, DType* dtype, std::string* error) {
     }
   }
   *error = "unsupported dtype '" + descr +
-           "' (supported: float16/32/64, int8/16/32/64, uint8/16/32/64, bool)";
+           "' (supported: float16/32/64, int8/16/32/64, uint8/16/32/64, bool, and as opaque bytes "
+           "V1/V2 the ml_dtypes types)";
   return false;
 }
 
@@ -285,6 +297,11 @@ const char* DTypeName(DType dtype) {
 std::size_t DTypeSize(DType dtype) {
   const DTypeInfo* info = FindDType(dtype);
   return info != nullptr ? info->size : 0;
+}
+
+bool IsOpaqueToNumpy(DType dtype) {
+  const DTypeInfo* info = FindDType(dtype);
+  return info != nullptr && info->descr[1] == 'V';
 }
 
 bool ReadNpy(const std::string& path, NpyArray* out, std::string* error) {

@@ -21,6 +21,10 @@ const char* DTypeName(DType dtype);
 // Bytes per element of `dtype`, or 0 for a value that is not a known DType.
 std::size_t DTypeSize(DType dtype);
 
+// Whether numpy writes `dtype` as opaque bytes ('<V2', '<V1': bfloat16, float8, ...): ReadNpy
+// then reports the first such type of that size, which stands for any of them.
+bool IsOpaqueToNumpy(DType dtype);
+
 struct NpyArray {
   DType dtype = DType::kFloat32;
   std::vector<std::int64_t> shape;  // empty for a 0-d array

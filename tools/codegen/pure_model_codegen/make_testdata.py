@@ -37,7 +37,7 @@ def random_inputs(graph, seed):
     for name in graph.inputs:
         tensor = graph.tensor(name)
         np_type = ir.numpy_type(tensor.dtype)
-        if np.issubdtype(np_type, np.floating):
+        if tensor.dtype in (1, 11) + ir.STORAGE_FLOATS:
             values[name] = rng.uniform(-1.0, 1.0, tensor.shape).astype(np_type)
         elif np_type == np.bool_:
             values[name] = rng.integers(0, 2, tensor.shape).astype(np.bool_)

@@ -18,7 +18,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from helpers import _kernels_include, run_generated
+from helpers import HERE, _kernels_include, run_generated
 from pure_model_codegen import cli
 from pure_model_codegen.errors import CodegenError
 
@@ -455,3 +455,37 @@ def test_header_includes_the_storage_types_only_for_narrow_io(tmp_path):
     f = TensorProto.FLOAT
     plain = _generate(tmp_path, _model([helper.make_node("Relu", ["x"], ["y"])], [("x", f, [2])], [("y", f, [2])]))
     assert "narrow_floats" not in plain["header"]
+
+
+def test_harness_runs_models_on_storage_types(tmp_path):
+    """The run tool (tools/harness) reads and writes these types as numpy saves ml_dtypes arrays:
+    opaque bytes ('<V2', '<V1') that stand for whichever type the model has of that size."""
+    b, e4, i4, f = TensorProto.BFLOAT16, TensorProto.FLOAT8E4M3FN, TensorProto.INT4, TensorProto.FLOAT
+    nodes = [helper.make_node("Relu", ["x"], ["relu"]), helper.make_node("Cast", ["q"], ["q_wide"], to=f),
+             helper.make_node("Identity", ["q"], ["q_same"]), helper.make_node("Cast", ["i"], ["i_wide"], to=f),
+             helper.make_node("Cast", ["q_wide"], ["i_out"], to=i4)]
+    model = _model(nodes, [("x", b, [2, 3]), ("q", e4, [4]), ("i", i4, [3])],
+                   [("relu", b, [2, 3]), ("q_wide", f, [4]), ("q_same", e4, [4]), ("i_wide", f, [3]),
+                    ("i_out", i4, [4])], opset=25)
+    feeds = {"x": np.array([[1.5, -2, 0.25], [-0.5, 3, 7]], ml_dtypes.bfloat16),
+             "q": np.array([0.5, -1.75, 448, 3], ml_dtypes.float8_e4m3fn), "i": np.array([-8, 7, -1], ml_dtypes.int4)}
+    files = _generate(tmp_path, model)
+    for name, kind in (("model.h", "header"), ("model.cc", "source"), ("descriptor.cc", "descriptor")):
+        (tmp_path / name).write_text(files[kind])
+    root = os.path.normpath(os.path.join(HERE, "..", "..", ".."))
+    harness = [os.path.join(root, "tools", "harness", n) for n in ("run_main.cc", "harness_util.cc", "npy.cc")]
+    binary = str(tmp_path / "run")
+    subprocess.run([shutil.which("g++") or "c++", "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", "-I",
+                    str(tmp_path), "-I", _kernels_include(), "-I", root, *harness, str(tmp_path / "model.cc"),
+                    str(tmp_path / "descriptor.cc"), "-o", binary], check=True)
+    args = []
+    for name, value in feeds.items():
+        np.save(tmp_path / f"{name}.npy", value)
+        args.append(f"--input={name}={tmp_path / f'{name}.npy'}")
+    (tmp_path / "out").mkdir()
+    subprocess.run([binary, *args, f"--output_dir={tmp_path / 'out'}"], check=True)
+    expected = ReferenceEvaluator(model).run(None, feeds)
+    for output, want in zip(model.graph.output, expected):
+        got = np.load(tmp_path / "out" / f"{output.name}.npy")
+        np.testing.assert_array_equal(got.view(want.dtype) if got.dtype.kind == "V" else got, want,
+                                      err_msg=output.name)
