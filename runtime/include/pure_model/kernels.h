@@ -755,6 +755,33 @@ inline void Softmax(const float* x, float* y) {
   }
 }
 
+// Softmax (or log-softmax) on float16 or bfloat16, step by step as numpy computes on them (and
+// so onnx's reference evaluator): x - max, its exp, the sum, the quotient and the log each round
+// into T. numpy sums along the last axis in float, along another one rounding each partial sum.
+// In place is allowed.
+template <int kOuter, int kAxis, int kInner, bool kLog, typename T>
+inline void NarrowSoftmax(const T* x, T* y) {
+  const auto rounded = [](float value) { return ToFloat(RoundTo<T>(value)); };
+  for (int o = 0; o < kOuter; ++o) {
+    for (int i = 0; i < kInner; ++i) {
+      const std::size_t base = static_cast<std::size_t>(o) * kAxis * kInner + i;
+      float max_v = -std::numeric_limits<float>::infinity();
+      for (int a = 0; a < kAxis; ++a) max_v = std::fmax(max_v, ToFloat(x[base + a * kInner]));
+      float sum = 0.f;
+      for (int a = 0; a < kAxis; ++a) {
+        sum += rounded(std::exp(rounded(ToFloat(x[base + a * kInner]) - max_v)));
+        if constexpr (kInner > 1) sum = rounded(sum);
+      }
+      sum = rounded(sum);
+      for (int a = 0; a < kAxis; ++a) {
+        const float e = rounded(std::exp(rounded(ToFloat(x[base + a * kInner]) - max_v)));
+        const float quotient = rounded(e / sum);
+        y[base + a * kInner] = RoundTo<T>(kLog ? std::log(quotient) : quotient);
+      }
+    }
+  }
+}
+
 }  // namespace pure_model
 
 // Families of kernels in headers of their own, which build on the ones above.

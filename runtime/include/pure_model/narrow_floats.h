@@ -216,6 +216,14 @@ inline BFloat16 RoundToBFloat16(float value) {
 // As ml_dtypes does: through float (rounding twice where the double is that close to a tie).
 inline BFloat16 RoundToBFloat16(double value) { return RoundToBFloat16(static_cast<float>(value)); }
 
+// Rounds a float into T, for code templated on the 16-bit float type.
+template <typename T>
+T RoundTo(float value);
+template <>
+inline Float16 RoundTo<Float16>(float value) { return RoundToFloat16(value); }
+template <>
+inline BFloat16 RoundTo<BFloat16>(float value) { return RoundToBFloat16(value); }
+
 // The float8 formats and float4e2m1 (in the low 4 bits of its byte).
 struct Float8E4M3FN {
   std::uint8_t bits;

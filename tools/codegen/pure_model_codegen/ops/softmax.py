@@ -1,10 +1,15 @@
-"""Softmax and LogSoftmax, with the pre-13 "flatten to 2-D" semantics and the 13+ axis semantics."""
+"""Softmax and LogSoftmax, with the pre-13 "flatten to 2-D" semantics and the 13+ axis semantics.
+
+On float16 and bfloat16 they round after each step as numpy does (pure_model::NarrowSoftmax);
+rounding once at the end would land an ulp or two away from onnx's reference evaluator.
+"""
 
 import numpy as np
 
+from pure_model_codegen import ir
 from pure_model_codegen.ops import attr_int, input_count, normalize_axis, register, require_dtype
 
-_FLOAT = (1,)
+_FLOAT = (1,) + ir.NARROW_FLOATS
 
 
 def axis_groups(node, shape):
@@ -26,11 +31,13 @@ def _infer(node, graph):
 
 def _make(op_type, log):
     def emit(node, ctx):
-        outer, axis, inner = axis_groups(node, ctx.graph.tensor(node.inputs[0]).shape)
-        return [f"pure_model::Softmax<{outer}, {axis}, {inner}, {'true' if log else 'false'}>("
+        x = ctx.graph.tensor(node.inputs[0])
+        outer, axis, inner = axis_groups(node, x.shape)
+        kernel = "NarrowSoftmax" if ir.is_narrow_float(x.dtype) else "Softmax"
+        return [f"pure_model::{kernel}<{outer}, {axis}, {inner}, {'true' if log else 'false'}>("
                 f"{ctx.ptr(node.inputs[0])}, {ctx.ptr(node.outputs[0])});"]
 
-    register(op_type, infer=_infer, emit=emit)
+    register(op_type, infer=_infer, emit=emit, narrow_floats=True)
 
 
 _make("Softmax", False)
