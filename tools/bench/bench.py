@@ -159,7 +159,23 @@ class Bazel:
         return result
 
     def path(self, execroot_relative):
+        # Files of external repositories (a model from @real_model_wheels) live in the output
+        # base, not under the workspace's bazel-out link.
+        if execroot_relative.startswith("external/"):
+            if not hasattr(self, "_output_base"):
+                self._output_base = self.run(["info", "output_base"]).stdout.strip()
+            return os.path.join(self._output_base, execroot_relative)
         return os.path.join(self.workspace, execroot_relative)
+
+    def apparent_repos(self):
+        """Canonical repository name -> the name the main module calls it by (cquery prints
+        `@@_main~ext~repo//...` for what BUILD files and the model list write `@repo//...`)."""
+        result = self.run(["mod", "dump_repo_mapping", ""], check=False)
+        try:
+            mapping = json.loads(result.stdout) if result.returncode == 0 else {}
+        except ValueError:
+            mapping = {}
+        return {canonical: apparent for apparent, canonical in mapping.items() if apparent and canonical}
 
 
 def run_json(command, what):
@@ -342,9 +358,13 @@ class Workspace:
         expr = 'str(target.label) + "\\t" + "\\t".join([f.path for f in target.files.to_list()])'
         result = self.bazel.run(["cquery", "--keep_going", "--output=starlark", "--starlark:expr=" + expr]
                                 + self.bazel.build_args + ["set(%s)" % " ".join(targets)], check=False)
+        apparent = self.bazel.apparent_repos() if any(t.startswith("@") for t in targets) else {}
         files = {}
         for line in result.stdout.splitlines():
             label, *paths = line.split("\t")
+            repo, sep, rest = label.partition("//")
+            if sep and repo.lstrip("@") in apparent:
+                label = "@" + apparent[repo.lstrip("@")] + "//" + rest
             files[canonical_label(label)] = [self.bazel.path(p) for p in paths if p]
         return files
 
