@@ -150,6 +150,57 @@ inline void Conv2D(const float* x, const float* w, const float* bias, float* y,
   }
 }
 
+// 3-D convolution, NCDHW, weights [M, C/group, KD, KH, KW]: Conv2D's row-wise loops with depth
+// around them (volumetric models are rare on devices; this is the plain, correct version).
+// P: as Conv2D plus kD kKD kOD kStrideD kPadFront kDilD.
+template <typename P>
+inline void Conv3D(const float* x, const float* w, const float* bias, float* y, const float* residual = nullptr) {
+  constexpr int kCPerGroup = P::kC / P::kGroups;
+  constexpr int kMPerGroup = P::kM / P::kGroups;
+  constexpr std::size_t kOutPlane = static_cast<std::size_t>(P::kOH) * P::kOW;
+  constexpr std::size_t kInPlane = static_cast<std::size_t>(P::kH) * P::kW;
+  constexpr std::size_t kOutVolume = kOutPlane * P::kOD;
+  for (int n = 0; n < P::kN; ++n) {
+    for (int m = 0; m < P::kM; ++m) {
+      const int g = m / kMPerGroup;
+      float* out = y + (static_cast<std::size_t>(n) * P::kM + m) * kOutVolume;
+      const float b = bias ? bias[m] : 0.f;
+      for (std::size_t i = 0; i < kOutVolume; ++i) out[i] = b;
+      for (int cg = 0; cg < kCPerGroup; ++cg) {
+        const int c = g * kCPerGroup + cg;
+        const float* in = x + (static_cast<std::size_t>(n) * P::kC + c) * kInPlane * P::kD;
+        const float* k = w + (static_cast<std::size_t>(m) * kCPerGroup + cg) * P::kKD * P::kKH * P::kKW;
+        for (int od = 0; od < P::kOD; ++od) {
+          for (int kd = 0; kd < P::kKD; ++kd) {
+            const int id = od * P::kStrideD - P::kPadFront + kd * P::kDilD;
+            if (id < 0 || id >= P::kD) continue;
+            for (int oh = 0; oh < P::kOH; ++oh) {
+              float* out_row = out + od * kOutPlane + oh * P::kOW;
+              for (int kh = 0; kh < P::kKH; ++kh) {
+                const int ih = oh * P::kStrideH - P::kPadTop + kh * P::kDilH;
+                if (ih < 0 || ih >= P::kH) continue;
+                const float* in_row = in + id * kInPlane + ih * P::kW;
+                for (int kw = 0; kw < P::kKW; ++kw) {
+                  const float wv = k[(kd * P::kKH + kh) * P::kKW + kw];
+                  for (int ow = 0; ow < P::kOW; ++ow) {
+                    const int iw = ow * P::kStrideW - P::kPadLeft + kw * P::kDilW;
+                    if (iw >= 0 && iw < P::kW) out_row[ow] += wv * in_row[iw];
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+      const float* res = residual ? residual + (out - y) : nullptr;
+      for (std::size_t i = 0; i < kOutVolume; ++i) {
+        const float v = res ? out[i] + res[i] : out[i];
+        out[i] = Activate<P::kActivation>(v, P::kClipLo, P::kClipHi);
+      }
+    }
+  }
+}
+
 // The interior columns of one output row of a depthwise convolution: no bounds checks and no
 // branches (the residual is decided outside), so the compiler vectorises across columns.
 template <typename P, int kBegin, int kEnd, bool kResidual>

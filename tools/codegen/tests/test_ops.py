@@ -100,6 +100,27 @@ def test_conv_fused_activation(tmp_path, activation):
     run_case(tmp_path, nodes, {"x": rand(1, 3, 6, 6)}, [("y", None)], inits)
 
 
+# Gemm-6: C broadcasts only with broadcast=1, and only as a suffix of [M, N].
+def test_gemm_opset6_legacy_broadcast(tmp_path):
+    inits = {"b": rand(4, 5), "c": rand(5)}
+    run_case(tmp_path, [helper.make_node("Gemm", ["a", "b", "c"], ["y"], broadcast=1)], {"a": rand(3, 4)},
+             [("y", [3, 5])], inits, opset=6)
+    inits["c"] = rand(3, 1)
+    model = make_model([helper.make_node("Gemm", ["a", "b", "c"], ["y"], broadcast=1, name="g")], [("a", [3, 4])],
+                       [("y", [3, 5])], inits, opset=6)
+    with pytest.raises(Exception, match="pre-opset-7 broadcasting rule"):
+        cli.generate_files(save(model, tmp_path), {}, cpu="generic", namespace="t", class_name="M",
+                           header_include="m.h", model_label="m")
+
+
+@pytest.mark.parametrize("group,attrs", [(1, {"pads": [1, 0, 1, 1, 1, 0], "strides": [2, 1, 2]}),
+                                         (2, {"dilations": [2, 1, 1], "pads": [0, 1, 0, 0, 1, 0]})])
+def test_conv3d_with_relu(tmp_path, group, attrs):
+    inits = {"w": rand(4, 4 // group, 2, 3, 2), "b": rand(4)}
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], group=group, **attrs), helper.make_node("Relu", ["c"], ["y"])]
+    run_case(tmp_path, nodes, {"x": rand(1, 4, 5, 6, 5)}, [("y", None)], inits)
+
+
 # One column wide: the kernels run it as a 1-D convolution along the rows.
 @pytest.mark.parametrize("group", [1, 4])
 def test_conv_one_column_wide(tmp_path, group):

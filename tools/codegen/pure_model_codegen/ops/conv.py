@@ -1,4 +1,4 @@
-"""Convolution: Conv in 1-D and 2-D, float32, with groups, dilations, strides and padding."""
+"""Convolution: Conv in 1-D, 2-D and 3-D, float32, with groups, dilations, strides and padding."""
 
 import numpy as np
 
@@ -64,9 +64,9 @@ def _conv_geometry(node, graph):
     input_count(node, 2, 4 if "_fused_residual" in node.attrs else 3)
     x = require_dtype(node, graph, node.inputs[0], _FLOAT)
     w = require_dtype(node, graph, node.inputs[1], _FLOAT)
-    if len(x.shape) not in (3, 4):
+    if len(x.shape) not in (3, 4, 5):
         raise CodegenError(
-            f"only 1-D and 2-D convolution is supported; input '{x.name}' has rank {len(x.shape)}", node=node
+            f"only 1-D, 2-D and 3-D convolution is supported; input '{x.name}' has rank {len(x.shape)}", node=node
         )
     if len(w.shape) != len(x.shape):
         raise CodegenError(f"weight rank {len(w.shape)} does not match input rank {len(x.shape)}", node=node)
@@ -119,8 +119,26 @@ def _as_2d(values, fill):
     return values if len(values) == 2 else [fill] + values
 
 
+def _emit_3d(node, ctx, g):
+    activation = node.attrs.get("_fused_activation", ("kNone", float("-inf"), float("inf")))
+    fields = [("kN", g["n"]), ("kC", g["c"]), ("kM", g["m"]), ("kGroups", g["group"])]
+    for axis, (size, kernel, out, stride, dilation, pad) in zip("DHW", zip(
+            g["spatial"], g["kernel"], g["out"], g["strides"], g["dilations"], g["begin"])):
+        fields += [(f"k{axis}", size), (f"kK{axis}", kernel), (f"kO{axis}", out), (f"kStride{axis}", stride),
+                   (f"kDil{axis}", dilation), ({"D": "kPadFront", "H": "kPadTop", "W": "kPadLeft"}[axis], pad)]
+    fields += [("kActivation", ("pure_model::Activation", "pure_model::Activation::" + activation[0])),
+               ("kClipLo", float(activation[1])), ("kClipHi", float(activation[2]))]
+    params = ctx.param_struct(node, fields)
+    bias = ctx.ptr(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else "nullptr"
+    residual = f", {ctx.ptr(node.inputs[3])}" if "_fused_residual" in node.attrs else ""
+    return [f"pure_model::Conv3D<{params}>({ctx.ptr(node.inputs[0])}, {ctx.ptr(node.inputs[1])}, {bias}, "
+            f"{ctx.ptr(node.outputs[0])}{residual});"]
+
+
 def _emit(node, ctx):
     g = _kernel_geometry(node, ctx.graph)
+    if len(g["spatial"]) == 3:
+        return _emit_3d(node, ctx, g)
     h, w = _as_2d(g["spatial"], 1)
     kh, kw = _as_2d(g["kernel"], 1)
     oh, ow = _as_2d(g["out"], 1)
@@ -167,7 +185,8 @@ GEMM_COLS = 32  # the widest kGemmCols of any target: scratch is sized for it
 def _uses_gemm(node, graph):
     # Ungrouped convolutions with constant weights run as a packed matrix product; grouped and
     # depthwise ones (little arithmetic per byte) keep the direct kernel.
-    return attr_int(node, "group", 1) == 1 and graph.tensor(node.inputs[1]).is_constant
+    return (attr_int(node, "group", 1) == 1 and graph.tensor(node.inputs[1]).is_constant
+            and len(graph.tensor(node.inputs[1]).shape) <= 4)
 
 
 def pack_gemm_weights(weights):
@@ -205,7 +224,7 @@ def gemm_chunk_cols(weight_bytes, column_bytes, positions):
 
 def _is_depthwise(node, graph):
     g = _conv_geometry(node, graph)
-    return g["group"] > 1 and g["group"] == g["c"] == g["m"]
+    return g["group"] > 1 and g["group"] == g["c"] == g["m"] and len(g["spatial"]) <= 2
 
 
 def _scratch(node, graph):

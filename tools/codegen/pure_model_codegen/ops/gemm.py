@@ -60,6 +60,11 @@ def _gemm_dims(node, graph):
     c_strides = None
     if len(node.inputs) > 2 and node.inputs[2]:
         c = require_dtype(node, graph, node.inputs[2], _FLOAT)
+        if node.opset < 7:
+            allowed = [(m, n), (n,), (1,), ()] if node.attrs.get("broadcast", 0) else [(m, n)]
+            if tuple(c.shape) not in allowed:
+                raise CodegenError(f"C of shape {list(c.shape)} does not fit [{m},{n}] under Gemm's pre-opset-7 "
+                                   "broadcasting rule", node=node)
         shape = (1,) * (2 - len(c.shape)) + tuple(c.shape)
         if len(shape) != 2 or shape[0] not in (1, m) or shape[1] not in (1, n):
             raise CodegenError(f"C of shape {list(c.shape)} does not broadcast to [{m},{n}]", node=node)
@@ -124,13 +129,12 @@ def _gemm_flops(node, graph):
 
 
 def _gemm_check(node, version):
-    # Gemm before version 7 broadcasts C only with broadcast=1; before 6 it also lacks a rule
-    # for C's shape. Both are long obsolete: refuse rather than guess.
-    if version < 7 and not node.attrs.get("broadcast", 0):
-        return
-    if version < 7:
-        raise CodegenError(f"Gemm-{version} with broadcast=1 is not supported; convert the model to opset 7 or later",
-                           node=node)
+    # Gemm before version 7 broadcasts C only with broadcast=1, and then by the legacy rule: C's
+    # shape is a suffix of [M, N] (or a scalar), which _gemm_dims checks; without it C is [M, N].
+    # Version 7 made the broadcast unidirectional, which covers both.
+    broadcast = node.attrs.get("broadcast", 0)
+    if version < 7 and broadcast not in (0, 1):
+        raise CodegenError(f"attribute 'broadcast' must be 0 or 1, got {broadcast}", node=node)
 
 
 def _gemm_scratch(node, graph):
