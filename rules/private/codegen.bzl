@@ -7,6 +7,8 @@ specialised for. Returned by the `<name>_codegen` target of `pure_model_library`
         "model": "File: the ONNX model the sources were generated from.",
         "header": "File: the generated header.",
         "source": "File: the generated implementation.",
+        "weights": "File: the weights blob (every constant the code reads, packed as the kernels read it).",
+        "weights_asm": "File: the assembler source that embeds the weights blob (`.incbin`) and names its tensors.",
         "descriptor": "File: the generated harness descriptor (names and shapes for the run/benchmark/test tools).",
         "report": "File: the JSON build report (ops, FLOPs, arena and weight bytes, generated file sizes).",
         "cpu": "string: the target CPU the code was specialised for.",
@@ -53,6 +55,12 @@ def _pure_model_codegen_impl(ctx):
     )
     args.add("--out_header", header)
     args.add("--out_source", ctx.outputs.source)
+    args.add("--out_weights", ctx.outputs.weights)
+    args.add("--out_weights_asm", ctx.outputs.weights_asm)
+
+    # The assembler runs in the execution root and reads the blob by this path, so the blob must
+    # be an input of that compile action (the macro passes it as additional_compiler_inputs).
+    args.add("--weights_path", ctx.outputs.weights.path)
     args.add("--out_descriptor", ctx.outputs.descriptor)
     if ctx.attr.profile_steps:
         args.add("--profile_steps")
@@ -63,19 +71,21 @@ def _pure_model_codegen_impl(ctx):
         executable = ctx.executable._codegen,
         arguments = [args],
         inputs = [model],
-        outputs = [header, ctx.outputs.source, ctx.outputs.descriptor, report],
+        outputs = [header, ctx.outputs.source, ctx.outputs.weights, ctx.outputs.weights_asm, ctx.outputs.descriptor, report],
         mnemonic = "PureModelCodegen",
         progress_message = "Generating C++ for model %{label} (" + ctx.attr.cpu +
                            (", profiled" if ctx.attr.profile_steps else "") + ")",
     )
     return [
-        DefaultInfo(files = depset([header, ctx.outputs.source])),
+        DefaultInfo(files = depset([header, ctx.outputs.source, ctx.outputs.weights_asm, ctx.outputs.weights])),
         # `bazel build //pkg:name_codegen --output_groups=pure_model_report` writes the reports.
         OutputGroupInfo(pure_model_report = depset([report])),
         PureModelInfo(
             model = model,
             header = header,
             source = ctx.outputs.source,
+            weights = ctx.outputs.weights,
+            weights_asm = ctx.outputs.weights_asm,
             descriptor = ctx.outputs.descriptor,
             report = report,
             cpu = ctx.attr.cpu,
@@ -101,7 +111,8 @@ def _input_shape_flag(item):
 pure_model_codegen = rule(
     implementation = _pure_model_codegen_impl,
     doc = """Runs the code generator on an ONNX model: one `PureModelCodegen` action writes the
-header, the source and the harness descriptor, and the target returns `PureModelInfo`.
+header, the source, the weights blob with the assembler source that embeds it, and the harness
+descriptor, and the target returns `PureModelInfo`.
 
 Used by the `pure_model_library` macro, which also wraps the sources in a `cc_library`; call
 that instead.""",
@@ -132,6 +143,11 @@ must fit the input's declared shape and element type.""",
 descriptor names them, for `<name>_profile`. The report is then `<library_name>_profiled_report.json`.""",
         ),
         "source": attr.output(mandatory = True, doc = "The implementation source to write."),
+        "weights": attr.output(mandatory = True, doc = "The weights blob to write (`.bin`)."),
+        "weights_asm": attr.output(
+            mandatory = True,
+            doc = "The assembler source to write (`.S`) that embeds the weights blob.",
+        ),
         "_codegen": attr.label(
             default = Label("//tools/codegen"),
             executable = True,

@@ -36,7 +36,8 @@ def pure_model_library(
     """Turns an ONNX model into a C++ library at build time.
 
     The model becomes code: a class with a `Run()` method, shapes as compile-time constants,
-    weights embedded as read-only data and a statically planned activation arena. Nothing is
+    weights embedded as read-only data (a binary blob the assembler includes as it is, so the
+    compiler never parses them) and a statically planned activation arena. Nothing is
     read at run time and nothing is allocated while running.
 
     ```starlark
@@ -119,6 +120,8 @@ def pure_model_library(
         cpu = select(_CPU),
         header = name + ".h",
         source = name + ".cc",
+        weights = name + "_weights.bin",
+        weights_asm = name + "_weights.S",
         descriptor = name + "_descriptor.cc",
         tags = tags,
         visibility = ["//visibility:private"],
@@ -126,7 +129,9 @@ def pure_model_library(
     cc_library(
         name = name,
         hdrs = [name + ".h"],
-        srcs = [name + ".cc"],
+        srcs = [name + ".cc", name + "_weights.S"],
+        # Read by the assembler (`.incbin`), never parsed by the compiler.
+        additional_compiler_inputs = [name + "_weights.bin"],
         copts = copts + _ISA_COPTS,
         deps = [Label("//runtime:kernels")],
         visibility = visibility,
@@ -164,6 +169,8 @@ def pure_model_library(
         cpu = select(_CPU),
         header = name + "_profiled.h",
         source = name + "_profiled.cc",
+        weights = name + "_profiled_weights.bin",
+        weights_asm = name + "_profiled_weights.S",
         descriptor = name + "_profiled_descriptor.cc",
         profile_steps = True,
         tags = tags,
@@ -172,7 +179,8 @@ def pure_model_library(
     cc_library(
         name = name + "_profiled",
         hdrs = [name + "_profiled.h"],
-        srcs = [name + "_profiled.cc"],
+        srcs = [name + "_profiled.cc", name + "_profiled_weights.S"],
+        additional_compiler_inputs = [name + "_profiled_weights.bin"],
         copts = copts + _ISA_COPTS,
         deps = [Label("//runtime:kernels")],
         tags = tags,

@@ -47,7 +47,14 @@ def _outputs_test_impl(ctx):
     env = analysistest.begin(ctx)
     target = analysistest.target_under_test(env)
     prefix = ctx.label.package + "/two_layer_mlp" + ("_profiled" if ctx.attr.profiled else "")
-    expected = [prefix + ".h", prefix + ".cc", prefix + "_descriptor.cc", prefix + "_report.json"]
+    expected = [
+        prefix + ".h",
+        prefix + ".cc",
+        prefix + "_weights.S",
+        prefix + "_weights.bin",
+        prefix + "_descriptor.cc",
+        prefix + "_report.json",
+    ]
     action = _codegen_action(env)
     if action:
         outputs = _short_paths(action.outputs.to_list())
@@ -56,7 +63,7 @@ def _outputs_test_impl(ctx):
     # The descriptor belongs to the run/benchmark/test tools, not to the library's files.
     asserts.equals(
         env,
-        sorted(expected[:2]),
+        sorted(expected[:4]),
         sorted(_short_paths(target[DefaultInfo].files.to_list())),
         "DefaultInfo files",
     )
@@ -87,6 +94,10 @@ def _arguments_test_impl(ctx):
         "--input_shape": ["batch_norm=1", "features=1,64", "z=1,2"],
         "--out_header": [info.header.path],
         "--out_source": [info.source.path],
+        "--out_weights": [info.weights.path],
+        "--out_weights_asm": [info.weights_asm.path],
+        # Execroot-relative, where the assembler runs.
+        "--weights_path": [info.weights.path],
         "--out_descriptor": [info.descriptor.path],
         "--out_report": [info.report.path],
     }
@@ -171,6 +182,8 @@ def _provider_test_impl(ctx):
     asserts.true(env, info.model.is_source, "model is the source file, not a copy")
     asserts.equals(env, "two_layer_mlp.h", info.header.basename, "header")
     asserts.equals(env, "two_layer_mlp.cc", info.source.basename, "source")
+    asserts.equals(env, "two_layer_mlp_weights.bin", info.weights.basename, "weights")
+    asserts.equals(env, "two_layer_mlp_weights.S", info.weights_asm.basename, "weights_asm")
     asserts.equals(env, "two_layer_mlp_descriptor.cc", info.descriptor.basename, "descriptor")
     asserts.equals(env, "two_layer_mlp_report.json", info.report.basename, "report")
     asserts.equals(env, "aarch64", info.cpu, "cpu")
@@ -178,7 +191,14 @@ def _provider_test_impl(ctx):
         # The provider hands out the files the action writes, not other files of the same name.
         asserts.equals(
             env,
-            sorted([info.header.path, info.source.path, info.descriptor.path, info.report.path]),
+            sorted([
+                info.header.path,
+                info.source.path,
+                info.weights.path,
+                info.weights_asm.path,
+                info.descriptor.path,
+                info.report.path,
+            ]),
             sorted([f.path for f in action.outputs.to_list()]),
             "provider files are the action's outputs",
         )
@@ -300,6 +320,8 @@ def codegen_test_suite(name):
         library_name = "unknown_cpu",
         header = "unknown_cpu.h",
         source = "unknown_cpu.cc",
+        weights = "unknown_cpu_weights.bin",
+        weights_asm = "unknown_cpu_weights.S",
         descriptor = "unknown_cpu_descriptor.cc",
         tags = ["manual"],
     )

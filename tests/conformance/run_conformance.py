@@ -260,14 +260,14 @@ def _on_alarm(signum, frame):
     raise _CodegenTimeout()
 
 
-def _generate(model_path, shapes, namespace, header_include, bound=None):
+def _generate(model_path, shapes, namespace, header_include, weights_path, bound=None):
     from pure_model_codegen import frontend
 
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.setitimer(signal.ITIMER_REAL, _OPTIONS.codegen_timeout)
     try:
         return cli.generate_files(model_path, shapes, cpu="generic", namespace=namespace, class_name="Net",
-                                  header_include=header_include, model_label=model_path,
+                                  header_include=header_include, model_label=model_path, weights_path=weights_path,
                                   input_values={n: frontend.value_texts(v) for n, v in (bound or {}).items()})
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
@@ -379,7 +379,8 @@ def prepare_case(index):
             try:
                 while True:
                     try:
-                        files = _generate(model_path, shapes, unit_name, header, bound)
+                        files = _generate(model_path, shapes, unit_name, header,
+                                           os.path.join(unit_dir, "model_weights.bin"), bound)
                         break
                     except CodegenError as e:
                         reason = classify_codegen_error(e, model)
@@ -397,10 +398,10 @@ def prepare_case(index):
                 return index, ("fail:codegen-exception", "RecursionError"), []
             except Exception as e:  # noqa: BLE001  (the generator's bug, reported per case)
                 return index, ("fail:codegen-exception", f"{type(e).__name__}: {_slug(str(e), 6)}"), []
-            for kind in ("header", "source", "descriptor"):
-                with open(os.path.join(unit_dir, f"model.{dict(header='h', source='cc', descriptor='d.cc')[kind]}"),
-                          "w", encoding="utf-8") as f:
-                    f.write(files[kind])
+            for kind, name in (("header", "model.h"), ("source", "model.cc"), ("descriptor", "model.d.cc"),
+                               ("weights_asm", "model_weights.S"), ("weights", "model_weights.bin")):
+                with open(os.path.join(unit_dir, name), "wb") as f:
+                    f.write(files[kind] if kind == "weights" else files[kind].encode("utf-8"))
             variants[key] = dict(case=index, name=unit_name, dir=unit_dir, runs=[],
                                  source_bytes=len(files["source"]), bound=sorted(bound))
             units.append(variants[key])
@@ -485,7 +486,9 @@ def _compile(units, name):
                                 capture_output=True, text=True, timeout=_OPTIONS.compile_timeout)
         if result.returncode != 0:
             return None, result.stderr
-        result = subprocess.run([_compiler(), *_cxxflags(), obj, _OPTIONS.driver_object, "-o", binary],
+        # Each unit's weights: its assembler file, assembled as part of the link.
+        weights = [os.path.join(unit["dir"], "model_weights.S") for unit in units]
+        result = subprocess.run([_compiler(), *_cxxflags(), obj, *weights, _OPTIONS.driver_object, "-o", binary],
                                 capture_output=True, text=True, timeout=_OPTIONS.compile_timeout)
     except subprocess.TimeoutExpired:
         return None, f"error: compiling took over {_OPTIONS.compile_timeout} s"

@@ -2,7 +2,12 @@
 
     python3 -m pure_model_codegen --model=m.onnx --input_shape=x=1,3,224,224 [--input_value=sr=16000] --cpu=x86_64 \
         --namespace=examples::cnn --class_name=Cnn --header_include=examples/cnn/cnn.h \
-        --out_header=... --out_source=... --out_descriptor=... [--profile_steps]
+        --out_header=... --out_source=... --out_weights=m_weights.bin --out_weights_asm=m_weights.S \
+        --out_descriptor=... [--profile_steps]
+
+Compile the source and the assembler file (`g++ -c m_weights.S`) into the library; the assembler
+reads the weights blob at --weights_path (default: --out_weights), relative to where it runs.
+--out_weights and --out_weights_asm default to <out_source stem>_weights.bin and .S.
 
 Bad input ends the process with one line on stderr naming the file, node and problem, and
 exit status 1; never a traceback. Should the generator itself fail on some model in a way it does
@@ -32,6 +37,12 @@ flags.DEFINE_string("header_include", None, "How the generated sources #include 
 flags.DEFINE_string("model_label", None, "What the generated files say they come from (default: --model).")
 flags.DEFINE_string("out_header", None, "Where to write the header.")
 flags.DEFINE_string("out_source", None, "Where to write the implementation.")
+flags.DEFINE_string("out_weights", None, "Where to write the weights blob (default: next to --out_source, "
+                    "<stem>_weights.bin).")
+flags.DEFINE_string("out_weights_asm", None, "Where to write the assembler file that embeds the weights blob "
+                    "(default: next to --out_source, <stem>_weights.S).")
+flags.DEFINE_string("weights_path", None, "The blob's path as the assembler sees it, from the compiler's working "
+                    "directory (default: --out_weights).")
 flags.DEFINE_string("out_descriptor", None, "Where to write the harness descriptor (optional).")
 flags.DEFINE_bool("profile_steps", False, "Time each step of Run() and name the steps in the descriptor, for the "
                   "<name>_profile tool; the plain library is generated without it.")
@@ -39,12 +50,14 @@ flags.DEFINE_string("out_report", None, "Where to write the JSON build report (o
 
 
 def generate_files(model_path, input_shapes, *, cpu, namespace, class_name, header_include, model_label,
-                   profile_steps=False, input_values=None):
+                   weights_path="weights.bin", profile_steps=False, input_values=None):
+    """The generated files by kind (see emit.generate); `weights_path` is the .incbin path."""
     try:
         graph = frontend.import_model(model_path, input_shapes, input_values)
         graph = passes.run_all(graph)
         return emit.generate(graph, namespace=namespace, class_name=class_name, header_include=header_include,
-                             model_label=model_label, cpu=cpu, profile_steps=profile_steps)
+                             model_label=model_label, cpu=cpu, weights_path=weights_path,
+                             profile_steps=profile_steps)
     except CodegenError as e:
         # Name the model as the user wrote it (a Bazel label), not as a path in a sandbox.
         e.model_path = model_label
@@ -54,8 +67,12 @@ def generate_files(model_path, input_shapes, *, cpu, namespace, class_name, head
 def _write(path, text):
     # Write-then-rename so an interrupted action never leaves half a file behind.
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
+    if isinstance(text, bytes):
+        with open(tmp, "wb") as f:
+            f.write(text)
+    else:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
     os.replace(tmp, path)
 
 
@@ -65,12 +82,15 @@ def main(argv):
     for required in ("model", "header_include", "out_header", "out_source"):
         if not getattr(FLAGS, required):
             raise app.UsageError(f"--{required} is required")
+    stem = os.path.splitext(FLAGS.out_source)[0]
+    out_weights = FLAGS.out_weights or stem + "_weights.bin"
+    out_weights_asm = FLAGS.out_weights_asm or stem + "_weights.S"
     try:
         files = generate_files(
             FLAGS.model, frontend.parse_input_shapes(FLAGS.input_shape), cpu=FLAGS.cpu, namespace=FLAGS.namespace,
             class_name=FLAGS.class_name, header_include=FLAGS.header_include,
-            model_label=FLAGS.model_label or FLAGS.model, profile_steps=FLAGS.profile_steps,
-            input_values=frontend.parse_input_values(FLAGS.input_value))
+            model_label=FLAGS.model_label or FLAGS.model, weights_path=FLAGS.weights_path or out_weights,
+            profile_steps=FLAGS.profile_steps, input_values=frontend.parse_input_values(FLAGS.input_value))
     except CodegenError as e:
         if e.model_path is None:
             e.model_path = FLAGS.model_label or FLAGS.model
@@ -78,7 +98,8 @@ def main(argv):
         return 1
     except Exception as e:  # noqa: BLE001  the safety net: a bug, still reported as one line
         return _internal_error(FLAGS.model_label or FLAGS.model, e)
-    outputs = [(FLAGS.out_header, "header"), (FLAGS.out_source, "source")]
+    outputs = [(FLAGS.out_header, "header"), (FLAGS.out_source, "source"), (out_weights, "weights"),
+               (out_weights_asm, "weights_asm")]
     if FLAGS.out_descriptor:
         outputs.append((FLAGS.out_descriptor, "descriptor"))
     if FLAGS.out_report:

@@ -1,8 +1,17 @@
-"""IR + memory plan -> C++ sources: the model header, its implementation, and a descriptor.
+"""IR + memory plan -> C++ sources: the model header, its implementation, a descriptor, and the
+weights as a binary blob with the assembler file that embeds it.
 
 The op modules write each step's statements; the Mako templates in templates/ hold the file
-skeletons (includes, class, weights, Run()). Output is a pure function of the inputs: no
-timestamps, no absolute paths, no dict-order or hash-order dependence.
+skeletons (includes, class, Run(), the blob's symbols). Output is a pure function of the inputs:
+no timestamps, no absolute paths, no dict-order or hash-order dependence.
+
+The weights blob holds every constant the generated code reads: initializers, and the weights the
+generator packed or folded (Conv panels, folded BatchNormalization). Each tensor starts at a
+multiple of 64 bytes (zero padding between), in the element type and layout the kernels read,
+little-endian; the generated source says in a comment which tensor is at which offset. The
+compiler never parses it: the assembler file `.incbin`s it whole into `.rodata.pure_model_weights`
+and defines one hidden symbol per tensor, which the source declares as an array. Literal arrays in
+the source cost far more to write and compile (a 47 MB model made a 190 MB source).
 """
 
 import os
@@ -16,6 +25,9 @@ from pure_model_codegen.errors import CodegenError
 
 _TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 _VALUES_PER_LINE = 8
+# Every tensor in the weights blob starts at a multiple of this: a cache line, and the widest
+# vector load (AVX-512) the kernels make.
+BLOB_ALIGNMENT = 64
 
 
 def _template(name):
@@ -40,32 +52,54 @@ class _Names:
         return name
 
 
-def _format_values(array, dtype):
-    flat = np.asarray(array).reshape(-1)
-    if ir.is_storage(dtype):  # the storage struct's bits
-        items = [cpp.storage_bits(v, dtype) for v in np.ascontiguousarray(flat)]
-    elif dtype == 1:
-        items = [cpp.float_literal(v) for v in flat]
-    elif dtype == 11:
-        items = [repr(float(v)) if np.isfinite(v) else cpp.float_literal(v).replace("float", "double") for v in flat]
-    elif dtype == 9:
-        items = ["true" if v else "false" for v in flat]
-    elif dtype == 7:
-        items = [f"{int(v)}LL" if int(v) != -(1 << 63) else "(-9223372036854775807LL - 1)" for v in flat]
-    elif dtype == 13:
-        items = [f"{int(v)}ULL" for v in flat]
-    elif dtype == 12:
-        items = [f"{int(v)}U" for v in flat]
-    else:
-        items = [str(int(v)) for v in flat]
+def _format_indices(values):
+    """Lines of comma-separated integer literals, for the index tables kept in the source."""
+    items = [str(int(v)) for v in np.asarray(values, dtype=np.int64).reshape(-1)]
     return [", ".join(items[i:i + _VALUES_PER_LINE]) + "," for i in range(0, len(items), _VALUES_PER_LINE)]
+
+
+class _Blob:
+    """The weights blob under construction: tensors in the order the steps first read them."""
+
+    def __init__(self, symbol_prefix):
+        self._prefix = symbol_prefix
+        self._chunks = []
+        self.size = 0
+        self.entries = []
+
+    def add(self, array, dtype):
+        """Appends a tensor; returns its entry (symbol, offset, bytes)."""
+        np_type = np.dtype(ir.numpy_type(dtype)).newbyteorder("<")
+        data = np.ascontiguousarray(np.asarray(array).astype(np_type, copy=False)).reshape(-1).tobytes()
+        # An empty tensor still gets a symbol to point at, one element long, that nothing reads.
+        data = data or bytes(np_type.itemsize)
+        offset = -(-self.size // BLOB_ALIGNMENT) * BLOB_ALIGNMENT
+        if offset > self.size:
+            self._chunks.append(bytes(offset - self.size))
+        self._chunks.append(data)
+        self.size = offset + len(data)
+        entry = dict(symbol=f"{self._prefix}_w{len(self.entries)}", offset=offset, nbytes=len(data),
+                     cpp_type=ir.cpp_type(dtype), size=len(data) // np_type.itemsize)
+        self.entries.append(entry)
+        return entry
+
+    def data(self):
+        return b"".join(self._chunks)
+
+
+def blob_symbol_prefix(namespace, class_name):
+    """A C symbol prefix unique to the class: its namespace parts and name, each after its length
+    (as C++ name mangling does), so that `a::b_c` and `a_b::c` never meet."""
+    parts = [p for p in namespace.split("::") if p] + [class_name]
+    return "pure_model_" + "".join(f"{len(p)}{p}" for p in parts)
 
 
 class EmitContext:
     """What an op module's emit() sees: the graph, tensor pointers, and places to put helpers."""
 
-    def __init__(self, graph, names, tensor_vars, plan):
+    def __init__(self, graph, names, tensor_vars, plan, blob):
         self.graph = graph
+        self.blob = blob
         self._plan = plan
         self._names = names
         self._tensor_vars = tensor_vars
@@ -88,9 +122,8 @@ class EmitContext:
             var = self._names.take("kWeight" + cpp.camel_case(cpp.identifier(tensor_name)))
             self._constant_vars[tensor_name] = var
             self.weights.append(dict(
-                var=var, onnx_name=cpp.comment_text(tensor_name), cpp_type=ir.cpp_type(tensor.dtype),
-                size=max(tensor.elements, 1), describe=tensor.describe(),
-                lines=_format_values(tensor.value, tensor.dtype)))
+                var=var, comment=cpp.comment_text(f"Constant '{tensor_name}': {tensor.describe()}"),
+                **self.blob.add(tensor.value, tensor.dtype)))
             self.weight_bytes += tensor.nbytes
         if tensor.is_constant:
             return self._constant_vars[tensor_name]
@@ -122,18 +155,17 @@ class EmitContext:
     def int_table(self, node, label, values):
         ops.check_table_size(node, label, len(values))
         name = self._names.take(cpp.identifier(f"k_{cpp.camel_case(node.name)}_{label}"))
-        lines = _format_values(np.asarray(values, dtype=np.int64), 7)
         self.derived.append((cpp.comment_text(f"{label} of node '{node.name}' ({node.op_type})."), "std::size_t", name,
-                             len(values), [ln.replace("LL", "") for ln in lines]))
+                             len(values), _format_indices(values)))
         return name
 
     def derived_constant(self, node, label, array, comment="computed at generation time"):
         """Embeds a float array the generator computed (folded or packed weights); counts as weights."""
         name = self._names.take("k" + cpp.camel_case(node.name) + cpp.camel_case(label))
-        size = int(np.asarray(array).size)
-        self.derived.append((cpp.comment_text(f"{label} of node '{node.name}' ({node.op_type}), {comment}."),
-                             "float", name, size, _format_values(array, 1)))
-        self.weight_bytes += size * 4
+        self.weights.append(dict(
+            var=name, comment=cpp.comment_text(f"{label} of node '{node.name}' ({node.op_type}), {comment}."),
+            **self.blob.add(array, 1)))
+        self.weight_bytes += int(np.asarray(array).size) * 4
         return name
 
 
@@ -162,8 +194,11 @@ def _describe_step(node, graph):
     return cpp.comment_text(text)
 
 
-def generate(graph, *, namespace, class_name, header_include, model_label, cpu, profile_steps=False):
-    """Returns {"header", "source", "descriptor", "report"} texts for the planned graph.
+def generate(graph, *, namespace, class_name, header_include, model_label, cpu, weights_path, profile_steps=False):
+    """Returns {"header", "source", "descriptor", "weights_asm", "report"} texts and "weights" bytes.
+
+    `weights_path` is how the assembler, run from the compiler's working directory, finds the
+    weights blob (the `.incbin` path).
 
     With profile_steps, Run() times each step into the instance and the descriptor names the
     steps ("N: node name (Op)") for the profile tool; without it, nothing of that is emitted.
@@ -217,7 +252,7 @@ def generate(graph, *, namespace, class_name, header_include, model_label, cpu, 
                                         source=root, tensor=name, onnx_name=cpp.comment_text(name),
                                         describe=tensor.describe()))
 
-    ctx = EmitContext(graph, names, tensor_vars, plan)
+    ctx = EmitContext(graph, names, tensor_vars, plan, _Blob(blob_symbol_prefix(namespace, class_name)))
     steps = []
     for number, node in enumerate(graph.nodes, start=1):
         op = ops.lookup(node)
@@ -286,6 +321,10 @@ def generate(graph, *, namespace, class_name, header_include, model_label, cpu, 
             unused_inputs=unused_inputs,
             derived=ctx.derived, final_copies=final_copies, **common),
         "descriptor": _template("descriptor.cc.mako").render(**common),
+        "weights_asm": _template("weights.S.mako").render(
+            weights=ctx.blob.entries, blob_bytes=ctx.blob.size, weights_path=weights_path,
+            base_label=".L" + blob_symbol_prefix(namespace, class_name) + "_weights", **common),
+        "weights": ctx.blob.data(),
     }
     files["report"] = report.to_json(report.build(
         graph, files, model_label=model_label, cpu=cpu, arena_bytes=plan.arena_bytes, weight_bytes=ctx.weight_bytes))

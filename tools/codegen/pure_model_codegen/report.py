@@ -30,7 +30,8 @@ def build(graph, files, *, model_label, cpu, arena_bytes, weight_bytes):
         "flops": int(sum(_node_flops(node, graph) for node in graph.nodes)),
         "arena_bytes": arena_bytes,
         "weight_bytes": weight_bytes,
-        "generated_bytes": {kind: len(text.encode("utf-8")) for kind, text in sorted(files.items())},
+        "generated_bytes": {kind: len(text if isinstance(text, bytes) else text.encode("utf-8"))
+                            for kind, text in sorted(files.items())},
     }
 
 

@@ -79,6 +79,16 @@ int main(int argc, char** argv) {
 """
 
 
+def write_generated(files, workdir, stem="model"):
+    """Writes the generated library's files as the CLI would; returns the two to compile."""
+    names = {"header": f"{stem}.h", "source": f"{stem}.cc", "weights": f"{stem}_weights.bin",
+             "weights_asm": f"{stem}_weights.S"}
+    for kind, name in names.items():
+        with open(os.path.join(workdir, name), "wb" if kind == "weights" else "w") as f:
+            f.write(files[kind])
+    return [os.path.join(workdir, names["source"]), os.path.join(workdir, names["weights_asm"])]
+
+
 def run_generated(model_path, feeds, expected, workdir, input_shapes=None, input_values=None):
     """Generates C++ for the model, compiles it with g++ and runs it on `feeds` (any element type).
 
@@ -91,10 +101,9 @@ def run_generated(model_path, feeds, expected, workdir, input_shapes=None, input
 
     files = cli.generate_files(model_path, input_shapes or {k: v.shape for k, v in feeds.items()}, cpu="generic",
                                namespace="t", class_name="Model", header_include="model.h", model_label="test",
-                               input_values={k: frontend.value_texts(v) for k, v in (input_values or {}).items()})
-    for key, name in (("header", "model.h"), ("source", "model.cc")):
-        with open(os.path.join(workdir, name), "w") as f:
-            f.write(files[key])
+                               input_values={k: frontend.value_texts(v) for k, v in (input_values or {}).items()},
+                               weights_path=os.path.join(workdir, "model_weights.bin"))
+    sources = write_generated(files, workdir)
     buffers, loads, stores, args, argv = [], [], [], [], []
     for i, value in enumerate(feeds.values()):
         value = np.ascontiguousarray(value)
@@ -115,7 +124,7 @@ def run_generated(model_path, feeds, expected, workdir, input_shapes=None, input
     binary = os.path.join(workdir, "model_bin")
     result = subprocess.run(
         [shutil.which("g++") or "c++", "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", "-I", workdir,
-         "-I", _kernels_include(), os.path.join(workdir, "main.cc"), os.path.join(workdir, "model.cc"), "-o", binary]
+         "-I", _kernels_include(), os.path.join(workdir, "main.cc"), *sources, "-o", binary]
         + os.environ.get("PURE_MODEL_TEST_CXXFLAGS", "").split(),
         capture_output=True, text=True)
     assert result.returncode == 0, f"generated code does not compile:\n{result.stderr[-4000:]}"

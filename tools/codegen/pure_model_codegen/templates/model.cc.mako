@@ -18,6 +18,16 @@
 #include "pure_model/narrow_floats.h"
 #include "pure_model/quantized.h"
 
+% if weights:
+// The weights: symbols the assembler file defines over the weights blob (see there).
+extern "C" {
+%   for w in weights:
+// Bytes ${w["offset"]} to ${w["offset"] + w["nbytes"]} of the blob.
+alignas(64) __attribute__((visibility("hidden"))) extern const ${w["cpp_type"]} ${w["symbol"]}[${w["size"]}];
+%   endfor
+}  // extern "C"
+
+% endif
 namespace ${namespace} {
 namespace {
 
@@ -40,14 +50,12 @@ alignas(64) const ${type_} ${name}[${size}] = {
 
 % endfor
 % for w in weights:
-// Constant '${w["onnx_name"]}': ${w["describe"]}
-alignas(64) const ${w["cpp_type"]} ${w["var"]}[${w["size"]}] = {
-%   for line in w["lines"]:
-    ${line}
-%   endfor
-};
-
+// ${w["comment"]}
+constexpr const ${w["cpp_type"]} (&${w["var"]})[${w["size"]}] = ${w["symbol"]};
 % endfor
+% if weights:
+
+% endif
 % if profile:
 // Nanoseconds since *last, which becomes now.
 inline double ${profile["lap"]}(std::chrono::steady_clock::time_point* last) {
