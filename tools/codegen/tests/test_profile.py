@@ -82,17 +82,21 @@ def _generate(path, **kwargs):
 
 
 def _compile_and_run(files, workdir, feeds, num_outputs):
-    for name, kind in (("model.h", "header"), ("model.cc", "source"), ("descriptor.cc", "descriptor")):
+    for name, kind in (("model.h", "header"), ("model.cc", "source"), ("descriptor.cc", "descriptor"),
+                       ("model_weights.S", "weights_asm")):
         with open(os.path.join(workdir, name), "w") as f:
             f.write(files[kind])
+    # Where the assembler looks, from its working directory: generate_files' default .incbin path.
+    with open(os.path.join(workdir, "weights.bin"), "wb") as f:
+        f.write(files["weights"])
     with open(os.path.join(workdir, "main.cc"), "w") as f:
         f.write(_MAIN)
     binary = os.path.join(workdir, "model_bin")
     compiler = shutil.which("g++") or "c++"
     result = subprocess.run(
         [compiler, "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", "-I", workdir, "-I", _kernels_include(),
-         "-I", _ROOT] + [os.path.join(workdir, n) for n in ("main.cc", "model.cc", "descriptor.cc")] +
-        ["-o", binary], capture_output=True, text=True)
+         "-I", _ROOT] + [os.path.join(workdir, n) for n in ("main.cc", "model.cc", "descriptor.cc", "model_weights.S")] +
+        ["-o", binary], capture_output=True, text=True, cwd=workdir)
     assert result.returncode == 0, f"generated code does not compile:\n{result.stderr[-4000:]}"
     argv = []
     for i, value in enumerate(feeds):
