@@ -12,6 +12,7 @@ specialised for. Returned by the `<name>_codegen` target of `pure_model_library`
         "descriptor": "File: the generated harness descriptor (names and shapes for the run/benchmark/test tools).",
         "report": "File: the JSON build report (ops, FLOPs, arena and weight bytes, generated file sizes).",
         "cpu": "string: the target CPU the code was specialised for.",
+        "obfuscated": "bool: whether the weights blob is masked (`obfuscate = True`).",
     },
 )
 
@@ -64,6 +65,12 @@ def _pure_model_codegen_impl(ctx):
     args.add("--out_descriptor", ctx.outputs.descriptor)
     if ctx.attr.profile_steps:
         args.add("--profile_steps")
+    if ctx.attr.obfuscate:
+        args.add("--obfuscate")
+        if ctx.attr.obfuscation_key:
+            args.add("--obfuscation_key", ctx.attr.obfuscation_key)
+    elif ctx.attr.obfuscation_key:
+        fail("obfuscation_key is only used with obfuscate = True")
     report_suffix = "_profiled_report.json" if ctx.attr.profile_steps else "_report.json"
     report = ctx.actions.declare_file(ctx.attr.library_name + report_suffix)
     args.add("--out_report", report)
@@ -89,6 +96,7 @@ def _pure_model_codegen_impl(ctx):
             descriptor = ctx.outputs.descriptor,
             report = report,
             cpu = ctx.attr.cpu,
+            obfuscated = ctx.attr.obfuscate,
         ),
     ]
 
@@ -138,6 +146,13 @@ must fit the input's declared shape and element type.""",
             doc = "The ONNX model file.",
         ),
         "namespace": attr.string(doc = "C++ namespace; default: derived from the package path."),
+        "obfuscate": attr.bool(
+            doc = """Mask and shuffle the weights blob so that it holds no weight tensor as it is;
+the kernels unmask each value as they load it (see `pure_model_library`).""",
+        ),
+        "obfuscation_key": attr.string(
+            doc = "With `obfuscate`: a string mixed into the key derived from the model's bytes.",
+        ),
         "profile_steps": attr.bool(
             doc = """Generate the profiling variant: `Run()` times each of its steps and the
 descriptor names them, for `<name>_profile`. The report is then `<library_name>_profiled_report.json`.""",

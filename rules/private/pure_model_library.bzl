@@ -26,6 +26,8 @@ def pure_model_library(
         namespace = None,
         class_name = None,
         copts = ["-O3"],
+        obfuscate = False,
+        obfuscation_key = "",
         test = True,
         test_rtol = 1e-4,
         test_reference = "onnx",
@@ -93,6 +95,16 @@ def pure_model_library(
       class_name: C++ class name. Default: `name` in CamelCase (`det_v2` gives `DetV2`).
       copts: Compiler options for the generated code. Models are arithmetic; they are
         optimised even in fastbuild builds.
+      obfuscate: Store the weights masked, so that the binary holds no weight tensor as it is:
+        the tensors are shuffled in the weights blob and XORed with a keystream
+        (`runtime/include/pure_model/masked.h`), and every kernel unmasks each value as it loads
+        it, inside its loops (no unmasked copy is ever made). The key comes from the model's bytes
+        and `obfuscation_key`, so builds stay reproducible and cacheable. It keeps weights from
+        anyone reading the binary, not from anyone running it (the key is inside). Costs some
+        speed in the weight-bound kernels (measure with `//tools/bench`). The library carries
+        no node, tensor or op names either way.
+      obfuscation_key: With `obfuscate`: a string mixed into the key, so that two builds of the
+        same model can mask differently.
       test: Whether to create `<name>_test`.
       test_rtol: Tolerance of `<name>_test`: the largest error allowed, relative to the
         largest magnitude of each reference output.
@@ -123,6 +135,8 @@ def pure_model_library(
         weights = name + "_weights.bin",
         weights_asm = name + "_weights.S",
         descriptor = name + "_descriptor.cc",
+        obfuscate = obfuscate,
+        obfuscation_key = obfuscation_key,
         tags = tags,
         visibility = ["//visibility:private"],
     )
@@ -173,6 +187,8 @@ def pure_model_library(
         weights_asm = name + "_profiled_weights.S",
         descriptor = name + "_profiled_descriptor.cc",
         profile_steps = True,
+        obfuscate = obfuscate,
+        obfuscation_key = obfuscation_key,
         tags = tags,
         visibility = ["//visibility:private"],
     )

@@ -235,6 +235,20 @@ _reference_test = analysistest.make(
     attrs = {"expected_tool": attr.string(doc = "How the path of the reference tool ends.")},
 )
 
+def _obfuscate_test_impl(ctx):
+    env = analysistest.begin(ctx)
+    argv = _codegen_argv(env)
+    asserts.equals(env, ["--obfuscate"], [a for a in argv if a == "--obfuscate"], "--obfuscate")
+    asserts.equals(env, ctx.attr.expected_key, _flag_values(argv, "--obfuscation_key"), "--obfuscation_key")
+    asserts.true(env, analysistest.target_under_test(env)[PureModelInfo].obfuscated, "PureModelInfo.obfuscated")
+    return analysistest.end(env)
+
+_obfuscate_test = analysistest.make(
+    _obfuscate_test_impl,
+    attrs = {"expected_key": attr.string_list(doc = "The --obfuscation_key values expected (none or one).")},
+    config_settings = _X86_64,
+)
+
 def _failure_test_impl(ctx):
     env = analysistest.begin(ctx)
     asserts.expect_failure(env, ctx.attr.expected_error)
@@ -286,6 +300,21 @@ def codegen_test_suite(name):
             input_shapes = {"features": "1,64"},
             test_reference = reference,
             tags = ["manual"],
+        )
+
+    # Masked weights, with and without a key of the user's; a key without obfuscate is a mistake.
+    masking = {
+        "key_without_obfuscate": {"obfuscation_key": "tenant 42"},
+        "obfuscated": {"obfuscate": True, "obfuscation_key": "tenant 42"},
+        "obfuscated_without_key": {"obfuscate": True},
+    }
+    for library, attrs in masking.items():
+        pure_model_library(
+            name = library,
+            model = Label("//examples/mlp:mlp.onnx"),
+            test = False,
+            tags = ["manual"],
+            **attrs
         )
 
     # A text file where a model belongs: the rule's allow_single_file rejects it.
@@ -354,6 +383,15 @@ def codegen_test_suite(name):
             _reference_test,
             ":checked_by_onnxruntime_testdata",
             {"expected_tool": "tools/onnxruntime/ort_reference"},
+        ),
+        "codegen_obfuscate_test": (_obfuscate_test, ":obfuscated_codegen", {"expected_key": ["tenant 42"]}),
+        # The profiling copy is masked too, so that its step times are those of the library.
+        "codegen_obfuscate_profiled_test": (_obfuscate_test, ":obfuscated_profiled_codegen", {"expected_key": ["tenant 42"]}),
+        "codegen_obfuscate_without_key_test": (_obfuscate_test, ":obfuscated_without_key_codegen", {"expected_key": []}),
+        "codegen_rejects_key_without_obfuscate_test": (
+            _failure_test,
+            ":key_without_obfuscate_codegen",
+            {"expected_error": "obfuscation_key is only used with obfuscate = True"},
         ),
         "codegen_rejects_non_onnx_model_test": (
             _failure_test,

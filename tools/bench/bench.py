@@ -221,6 +221,7 @@ class Model:
         self.report = None       # path of <library>_report.json
         self.build_time = None   # dict, from the timing build
         self.onnx_source = None  # for an .onnx path: the file itself
+        self.obfuscate = False   # whether the library masks its weights (obfuscate = True)
         self.error = None
 
 
@@ -256,9 +257,11 @@ class Workspace:
             package = os.path.relpath(os.path.realpath(location.group(1)), os.path.realpath(self.bazel.workspace))
             model = re.search(r'^\s+model = "(.*)",$', block, re.M)
             shapes = re.search(r"^\s+input_shapes = (\{.*\}),$", block, re.M)
+            obfuscate = re.search(r"^\s+obfuscate = True,$", block, re.M)
             rules[f"//{package}:{name.group(1)}"] = (
                 model.group(1) if model else None,
-                ast.literal_eval(shapes.group(1)) if shapes else {})
+                ast.literal_eval(shapes.group(1)) if shapes else {},
+                bool(obfuscate))
         for m in models:
             if m.spec.is_onnx:
                 continue
@@ -271,6 +274,7 @@ class Workspace:
                 if name in bound and bound[name] != dims:
                     raise BenchError(f"{m.name}: models list says {name}={dims}, but {m.library} binds {bound[name]}")
             m.input_shapes.update(bound)
+            m.obfuscate = found[2]
 
     def _write_scratch(self, models, nonce, timing):
         """The scratch package: a library for every model given as an .onnx file, and with
@@ -299,7 +303,8 @@ class Workspace:
             if timing:
                 parts.append(_pure_model_library_call(
                     "timing_" + m.name, m.onnx_label, m.input_shapes,
-                    extra=f'    namespace = "bench_timing_{nonce}",\n'))
+                    extra=f'    namespace = "bench_timing_{nonce}",\n'
+                    + ("    obfuscate = True,\n" if m.obfuscate else "")))
         with open(os.path.join(self.scratch, "BUILD.bazel"), "w", encoding="utf-8") as f:
             f.write("\n".join(parts))
 
@@ -406,7 +411,9 @@ def durations_from_profile(trace, package, library, wall_s):
             times["codegen_s"] += seconds
             found = True
         elif mnemonic == "CppCompile":
-            key = "compile_s" if name.endswith(f"{package}/{library}.cc") else "compile_other_s"
+            # The model's own sources: its .cc and the assembler file that embeds its weights.
+            own = name.endswith((f"{package}/{library}.cc", f"{package}/{library}_weights.S"))
+            key = "compile_s" if own else "compile_other_s"
             times[key] += seconds
         elif mnemonic in ("CppLink", "CppArchive"):
             times["link_s"] += seconds

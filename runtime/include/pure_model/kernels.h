@@ -13,8 +13,11 @@
 #include <cstring>
 #include <limits>
 
+#include "pure_model/masked.h"
 #include "pure_model/narrow_floats.h"
 
+// Kernels that read weights (W, B, ... template parameters) take them either as plain pointers
+// or as masked views (masked.h, obfuscate = True), with the same code: `w[i]` and `w + n`.
 namespace pure_model {
 
 // --- Elementary functions that vectorise ---------------------------------------------------
@@ -102,9 +105,8 @@ inline float Activate(float v, float lo, float hi) {
 // 2-D convolution, NCHW, weights [M, C/group, KH, KW], optional bias [M] (nullptr if absent).
 // P: kN kC kH kW kM kKH kKW kOH kOW kStrideH kStrideW kPadTop kPadLeft kDilH kDilW kGroups,
 //    kActivation, kClipLo, kClipHi.
-template <typename P>
-inline void Conv2D(const float* x, const float* w, const float* bias, float* y,
-                   const float* residual = nullptr) {
+template <typename P, typename W, typename B>
+inline void Conv2D(const float* x, W w, B bias, float* y, const float* residual = nullptr) {
   constexpr int kCPerGroup = P::kC / P::kGroups;
   constexpr int kMPerGroup = P::kM / P::kGroups;
   for (int n = 0; n < P::kN; ++n) {
@@ -112,12 +114,12 @@ inline void Conv2D(const float* x, const float* w, const float* bias, float* y,
       for (int mg = 0; mg < kMPerGroup; ++mg) {
         const int m = g * kMPerGroup + mg;
         float* out = y + (static_cast<std::size_t>(n) * P::kM + m) * P::kOH * P::kOW;
-        const float b = bias ? bias[m] : 0.f;
+        const float b = OptionalAt(bias, m);
         for (int i = 0; i < P::kOH * P::kOW; ++i) out[i] = b;
         for (int cg = 0; cg < kCPerGroup; ++cg) {
           const int c = g * kCPerGroup + cg;
           const float* in = x + (static_cast<std::size_t>(n) * P::kC + c) * P::kH * P::kW;
-          const float* k = w + (static_cast<std::size_t>(m) * kCPerGroup + cg) * P::kKH * P::kKW;
+          const W k = w + (static_cast<std::size_t>(m) * kCPerGroup + cg) * P::kKH * P::kKW;
           // Row by row, so that the output row stays in L1 while every tap adds to it; each
           // tap's range of output columns that read inside the input is computed up front, which
           // leaves the innermost loop without branches for the compiler to vectorise.
@@ -225,9 +227,8 @@ inline void DepthwiseInterior(const float* const* rows, const float* k, float b,
 // of zeros (`zero_row`, kW floats of scratch) instead of being skipped, so every tap is a
 // compile-time constant; only the few output columns at the left and right edges check bounds.
 // P: as Conv2D.
-template <typename P>
-inline void DepthwiseConv2D(const float* x, const float* w, const float* bias, float* y, float* zero_row,
-                            const float* residual = nullptr) {
+template <typename P, typename W, typename B>
+inline void DepthwiseConv2D(const float* x, W w, B bias, float* y, float* zero_row, const float* residual = nullptr) {
   static_assert(P::kGroups == P::kC && P::kM == P::kC, "one output channel per input channel");
   constexpr int kTaps = P::kKH * P::kKW;
   // Output columns whose every tap reads inside the row.
@@ -244,7 +245,7 @@ inline void DepthwiseConv2D(const float* x, const float* w, const float* bias, f
       const float* res = residual ? residual + plane * P::kOH * P::kOW : nullptr;
       float k[kTaps];
       for (int t = 0; t < kTaps; ++t) k[t] = w[static_cast<std::size_t>(c) * kTaps + t];
-      const float b = bias ? bias[c] : 0.f;
+      const float b = OptionalAt(bias, c);
       for (int oh = 0; oh < P::kOH; ++oh) {
         const float* rows[P::kKH];
         for (int kh = 0; kh < P::kKH; ++kh) {
@@ -324,18 +325,27 @@ struct GemmRow {
 // W (a) against the gathered panel of X (b). The accumulators are locals so that they live in
 // registers for the whole loop over K.
 // Rows of b are kBStride floats apart (a gathered panel is exactly kGemmCols wide; a packed
-// matrix panel may be wider).
-template <int K, int kBStride = kGemmCols>
-inline void GemmMicroKernel(const float* __restrict a, const float* __restrict b, GemmRow* acc) {
+// matrix panel may be wider). `a` is a plain pointer or a masked view.
+template <int K, int kBStride = kGemmCols, typename A>
+inline void GemmMicroKernel(A a, const float* __restrict b, GemmRow* acc) {
+  static_assert(kGemmRows == kMaskBlockWords, "a masked panel step unmasks as one block");
   GemmVector c[kGemmRows][kGemmRowVectors] = {};
   for (int k = 0; k < K; ++k) {
     GemmVector bv[kGemmRowVectors];
 #pragma GCC unroll 4
     for (int v = 0; v < kGemmRowVectors; ++v) LoadVector(b + k * kBStride + v * kGemmVectorFloats, &bv[v]);
-    const float* ak = a + k * kGemmRows;
     // W streams from memory when it is larger than the caches (the deep layers): fetch 4 KiB
     // ahead, which the hardware prefetcher alone does not keep up with at this rate.
-    __builtin_prefetch(ak + kGemmPrefetchSteps * kGemmRows);
+    float unmasked[kGemmRows];
+    const float* ak;
+    if constexpr (kIsMasked<A>) {
+      __builtin_prefetch(a.raw() + (k + kGemmPrefetchSteps) * kGemmRows * sizeof(float));
+      a.LoadBlock(static_cast<std::size_t>(k) * kGemmRows, unmasked);
+      ak = unmasked;
+    } else {
+      ak = a + k * kGemmRows;
+      __builtin_prefetch(ak + kGemmPrefetchSteps * kGemmRows);
+    }
 #pragma GCC unroll 8
     for (int i = 0; i < kGemmRows; ++i) {
 #pragma GCC unroll 4
@@ -448,9 +458,8 @@ inline void GatherConvPanel(const float* in, int p0, int cols, float* dst) {
 // (K x kChunkCols floats, the size of `scratch`) stays in the L2 cache. Each panel of W then runs
 // over the whole chunk: W streams from memory once per chunk, not once per micro-kernel panel,
 // which matters for the deep layers where W is large and there are few positions.
-template <typename P>
-inline void Conv2DGemm(const float* x, const float* packed_w, const float* bias, float* y, float* scratch,
-                       const float* residual = nullptr) {
+template <typename P, typename W, typename B>
+inline void Conv2DGemm(const float* x, W packed_w, B bias, float* y, float* scratch, const float* residual = nullptr) {
   static_assert(P::kGroups == 1, "grouped convolutions use Conv2D");
   static_assert(P::kChunkCols % kGemmCols == 0, "chunks hold whole panels");
   constexpr int kK = P::kC * P::kKH * P::kKW;
@@ -467,7 +476,7 @@ inline void Conv2DGemm(const float* x, const float* packed_w, const float* bias,
         GatherConvPanel<P>(in, c0 + q * kGemmCols, cols, scratch + static_cast<std::size_t>(q) * kK * kGemmCols);
       }
       for (int panel = 0; panel < kPanels; ++panel) {
-        const float* w_panel = packed_w + static_cast<std::size_t>(panel) * kK * kGemmRows;
+        const W w_panel = packed_w + static_cast<std::size_t>(panel) * kK * kGemmRows;
         const int m0 = panel * kGemmRows;
         const int rows = P::kM - m0 < kGemmRows ? P::kM - m0 : kGemmRows;
         for (int q = 0; q * kGemmCols < chunk; ++q) {
@@ -477,7 +486,7 @@ inline void Conv2DGemm(const float* x, const float* packed_w, const float* bias,
           GemmMicroKernel<kK>(w_panel, scratch + static_cast<std::size_t>(q) * kK * kGemmCols, acc);
           for (int i = 0; i < rows; ++i) {
             const std::size_t offset = static_cast<std::size_t>(m0 + i) * kPositions + p0;
-            StoreGemmRow<P>(acc[i], bias ? bias[m0 + i] : 0.f, res_image ? res_image + offset : nullptr,
+            StoreGemmRow<P>(acc[i], OptionalAt(bias, m0 + i), res_image ? res_image + offset : nullptr,
                             out + offset, cols);
           }
         }
@@ -489,8 +498,8 @@ inline void Conv2DGemm(const float* x, const float* packed_w, const float* bias,
 // Y[M,N] = alpha * op(A) * op(B) + beta * C, op = optional transpose; C broadcast by strides
 // (kCStrideM, kCStrideN are 0 along broadcast axes; C is nullptr when absent).
 // P: kM kN kK kTransA kTransB kAlpha kBeta kCStrideM kCStrideN kActivation kClipLo kClipHi.
-template <typename P>
-inline void Gemm(const float* a, const float* b, const float* c, float* y) {
+template <typename P, typename A, typename B, typename C>
+inline void Gemm(A a, B b, C c, float* y) {
   for (int m = 0; m < P::kM; ++m) {
     float* row = y + static_cast<std::size_t>(m) * P::kN;
     for (int n = 0; n < P::kN; ++n) row[n] = 0.f;
@@ -500,13 +509,15 @@ inline void Gemm(const float* a, const float* b, const float* c, float* y) {
       if constexpr (P::kTransB) {
         for (int n = 0; n < P::kN; ++n) row[n] += av * b[static_cast<std::size_t>(n) * P::kK + k];
       } else {
-        const float* brow = b + static_cast<std::size_t>(k) * P::kN;
+        const B brow = b + static_cast<std::size_t>(k) * P::kN;
         for (int n = 0; n < P::kN; ++n) row[n] += av * brow[n];
       }
     }
     for (int n = 0; n < P::kN; ++n) {
       float v = P::kAlpha * row[n];
-      if (c != nullptr) v += P::kBeta * c[m * P::kCStrideM + n * P::kCStrideN];
+      if constexpr (!std::is_same_v<C, std::nullptr_t>) {
+        if (Present(c)) v += P::kBeta * c[m * P::kCStrideM + n * P::kCStrideN];
+      }
       row[n] = Activate<P::kActivation>(v, P::kClipLo, P::kClipHi);
     }
   }
@@ -556,14 +567,14 @@ inline void MatMulPackedB(const float* a, const float* packed_b, const float* bi
 }
 
 // Y[M,N] = A[M,K] * B[K,N], one matrix of a (possibly batched) MatMul.
-template <int M, int K, int N>
-inline void MatMul(const float* a, const float* b, float* y) {
+template <int M, int K, int N, typename A, typename B>
+inline void MatMul(A a, B b, float* y) {
   for (int m = 0; m < M; ++m) {
     float* row = y + static_cast<std::size_t>(m) * N;
     for (int n = 0; n < N; ++n) row[n] = 0.f;
     for (int k = 0; k < K; ++k) {
       const float av = a[static_cast<std::size_t>(m) * K + k];
-      const float* brow = b + static_cast<std::size_t>(k) * N;
+      const B brow = b + static_cast<std::size_t>(k) * N;
       for (int n = 0; n < N; ++n) row[n] += av * brow[n];
     }
   }
@@ -735,8 +746,8 @@ inline void GlobalMaxPool(const float* x, float* y) {
 
 // y = x * scale[c] + shift[c] over NC(spatial): inference BatchNormalization after the
 // generator has folded mean, variance and epsilon into scale and shift.
-template <int kN, int kC, int kSpatial>
-inline void ChannelAffine(const float* x, const float* scale, const float* shift, float* y) {
+template <int kN, int kC, int kSpatial, typename S, typename T>
+inline void ChannelAffine(const float* x, S scale, T shift, float* y) {
   for (int n = 0; n < kN; ++n) {
     for (int c = 0; c < kC; ++c) {
       const std::size_t base = (static_cast<std::size_t>(n) * kC + c) * kSpatial;

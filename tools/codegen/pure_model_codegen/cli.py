@@ -3,7 +3,7 @@
     python3 -m pure_model_codegen --model=m.onnx --input_shape=x=1,3,224,224 [--input_value=sr=16000] --cpu=x86_64 \
         --namespace=examples::cnn --class_name=Cnn --header_include=examples/cnn/cnn.h \
         --out_header=... --out_source=... --out_weights=m_weights.bin --out_weights_asm=m_weights.S \
-        --out_descriptor=... [--profile_steps]
+        --out_descriptor=... [--profile_steps] [--obfuscate [--obfuscation_key=STRING]]
 
 Compile the source and the assembler file (`g++ -c m_weights.S`) into the library; the assembler
 reads the weights blob at --weights_path (default: --out_weights), relative to where it runs.
@@ -23,6 +23,7 @@ import traceback
 from absl import app, flags
 
 from pure_model_codegen import emit, frontend, passes, report
+from pure_model_codegen import obfuscate as obfuscation
 from pure_model_codegen.errors import CodegenError, one_line
 
 FLAGS = flags.FLAGS
@@ -43,6 +44,10 @@ flags.DEFINE_string("out_weights_asm", None, "Where to write the assembler file 
                     "(default: next to --out_source, <stem>_weights.S).")
 flags.DEFINE_string("weights_path", None, "The blob's path as the assembler sees it, from the compiler's working "
                     "directory (default: --out_weights).")
+flags.DEFINE_bool("obfuscate", False, "Mask and shuffle the weights blob (see obfuscate.py) so that it holds no "
+                  "weight tensor as it is; the kernels unmask each value as they load it.")
+flags.DEFINE_string("obfuscation_key", "", "With --obfuscate: a string mixed into the key (which otherwise comes from "
+                    "the model's bytes alone).")
 flags.DEFINE_string("out_descriptor", None, "Where to write the harness descriptor (optional).")
 flags.DEFINE_bool("profile_steps", False, "Time each step of Run() and name the steps in the descriptor, for the "
                   "<name>_profile tool; the plain library is generated without it.")
@@ -50,14 +55,16 @@ flags.DEFINE_string("out_report", None, "Where to write the JSON build report (o
 
 
 def generate_files(model_path, input_shapes, *, cpu, namespace, class_name, header_include, model_label,
-                   weights_path="weights.bin", profile_steps=False, input_values=None):
+                   weights_path="weights.bin", profile_steps=False, input_values=None, obfuscate=False,
+                   obfuscation_key=""):
     """The generated files by kind (see emit.generate); `weights_path` is the .incbin path."""
     try:
         graph = frontend.import_model(model_path, input_shapes, input_values)
         graph = passes.run_all(graph)
+        key = obfuscation.model_key(model_path, obfuscation_key) if obfuscate else None
         return emit.generate(graph, namespace=namespace, class_name=class_name, header_include=header_include,
                              model_label=model_label, cpu=cpu, weights_path=weights_path,
-                             profile_steps=profile_steps)
+                             profile_steps=profile_steps, obfuscation_key=key)
     except CodegenError as e:
         # Name the model as the user wrote it (a Bazel label), not as a path in a sandbox.
         e.model_path = model_label
@@ -90,7 +97,8 @@ def main(argv):
             FLAGS.model, frontend.parse_input_shapes(FLAGS.input_shape), cpu=FLAGS.cpu, namespace=FLAGS.namespace,
             class_name=FLAGS.class_name, header_include=FLAGS.header_include,
             model_label=FLAGS.model_label or FLAGS.model, weights_path=FLAGS.weights_path or out_weights,
-            profile_steps=FLAGS.profile_steps, input_values=frontend.parse_input_values(FLAGS.input_value))
+            profile_steps=FLAGS.profile_steps, input_values=frontend.parse_input_values(FLAGS.input_value),
+            obfuscate=FLAGS.obfuscate, obfuscation_key=FLAGS.obfuscation_key)
     except CodegenError as e:
         if e.model_path is None:
             e.model_path = FLAGS.model_label or FLAGS.model

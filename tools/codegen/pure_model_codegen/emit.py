@@ -19,7 +19,7 @@ import os
 import mako.template
 import numpy as np
 
-from pure_model_codegen import cpp, ir, memory, ops, report
+from pure_model_codegen import cpp, ir, memory, obfuscate, ops, report
 from pure_model_codegen.ops import control
 from pure_model_codegen.errors import CodegenError
 
@@ -59,32 +59,46 @@ def _format_indices(values):
 
 
 class _Blob:
-    """The weights blob under construction: tensors in the order the steps first read them."""
+    """The weights blob under construction. Tensors are numbered in the order the steps first read
+    them, and laid out in that order, or, obfuscated, in an order the key shuffles."""
 
-    def __init__(self, symbol_prefix):
+    def __init__(self, symbol_prefix, key=None):
         self._prefix = symbol_prefix
-        self._chunks = []
-        self.size = 0
+        self._key = key
+        self.masked = key is not None
+        self._data = []
         self.entries = []
+        self.size = 0
 
-    def add(self, array, dtype):
-        """Appends a tensor; returns its entry (symbol, offset, bytes)."""
+    def add(self, array, dtype, **fields):
+        """Appends a tensor; returns its entry (symbol, element type and count, bytes, + fields)."""
         np_type = np.dtype(ir.numpy_type(dtype)).newbyteorder("<")
         data = np.ascontiguousarray(np.asarray(array).astype(np_type, copy=False)).reshape(-1).tobytes()
         # An empty tensor still gets a symbol to point at, one element long, that nothing reads.
         data = data or bytes(np_type.itemsize)
-        offset = -(-self.size // BLOB_ALIGNMENT) * BLOB_ALIGNMENT
-        if offset > self.size:
-            self._chunks.append(bytes(offset - self.size))
-        self._chunks.append(data)
-        self.size = offset + len(data)
-        entry = dict(symbol=f"{self._prefix}_w{len(self.entries)}", offset=offset, nbytes=len(data),
-                     cpp_type=ir.cpp_type(dtype), size=len(data) // np_type.itemsize)
+        index = len(self.entries)
+        entry = dict(symbol=f"{self._prefix}_w{index}", nbytes=len(data), cpp_type=ir.cpp_type(dtype),
+                     size=len(data) // np_type.itemsize, **fields)
+        if self._key is not None:
+            entry["seed"] = obfuscate.tensor_seed(self._key, index)
+            data = obfuscate.mask(data, entry["seed"])
+        self._data.append(data)
         self.entries.append(entry)
         return entry
 
-    def data(self):
-        return b"".join(self._chunks)
+    def layout(self):
+        """Gives every entry its offset; returns the blob's bytes."""
+        order = range(len(self.entries)) if self._key is None else obfuscate.shuffled(self._key, len(self.entries))
+        chunks, self.size = [], 0
+        for index in order:
+            offset = -(-self.size // BLOB_ALIGNMENT) * BLOB_ALIGNMENT
+            padding = bytes(offset - self.size)
+            if self._key is not None:  # keystream, not zeros, so that no tensor's end shows
+                padding = obfuscate.mask(padding, obfuscate.tensor_seed(self._key, -1 - index))
+            chunks += [padding, self._data[index]]
+            self.entries[index]["offset"] = offset
+            self.size = offset + len(self._data[index])
+        return b"".join(chunks)
 
 
 def blob_symbol_prefix(namespace, class_name):
@@ -108,7 +122,6 @@ class EmitContext:
         self.derived = []  # (comment, C++ type, name, size, value lines)
         # Constants are embedded only once a step reads them: parameters that were folded into
         # others at generation time (BatchNormalization's mean, Clip's bounds) never ship.
-        self.weights = []
         self.weight_bytes = 0
         # Tensors some step reads or writes; only their pointers are declared in Run().
         self.used = set()
@@ -121,13 +134,26 @@ class EmitContext:
         if tensor.is_constant and tensor_name not in self._constant_vars:
             var = self._names.take("kWeight" + cpp.camel_case(cpp.identifier(tensor_name)))
             self._constant_vars[tensor_name] = var
-            self.weights.append(dict(
-                var=var, comment=cpp.comment_text(f"Constant '{tensor_name}': {tensor.describe()}"),
-                **self.blob.add(tensor.value, tensor.dtype)))
+            self.blob.add(tensor.value, tensor.dtype, var=var,
+                          comment=cpp.comment_text(f"Constant '{tensor_name}': {tensor.describe()}"))
             self.weight_bytes += tensor.nbytes
         if tensor.is_constant:
             return self._constant_vars[tensor_name]
         return self._tensor_vars[tensor_name]
+
+    @property
+    def masked(self):
+        """Whether constants are masked views (obfuscate): they index like arrays, nothing more."""
+        return self.blob.masked
+
+    def copy(self, dst, src, nbytes):
+        """The statement `memcpy(dst, src, nbytes)`, for a source that may be a constant: a masked
+        one is unmasked on the way."""
+        return f"{'pure_model::CopyBytes' if self.masked else 'std::memcpy'}({dst}, {src}, {nbytes});"
+
+    def bytes_of(self, src):
+        """`src` as bytes, to copy from at a byte offset."""
+        return f"pure_model::Bytes({src})" if self.masked else f"reinterpret_cast<const unsigned char*>({src})"
 
     def scratch(self, node, cpp_type="float"):
         """Pointer to the node's working space in the arena (see OpDef.scratch)."""
@@ -162,9 +188,8 @@ class EmitContext:
     def derived_constant(self, node, label, array, comment="computed at generation time"):
         """Embeds a float array the generator computed (folded or packed weights); counts as weights."""
         name = self._names.take("k" + cpp.camel_case(node.name) + cpp.camel_case(label))
-        self.weights.append(dict(
-            var=name, comment=cpp.comment_text(f"{label} of node '{node.name}' ({node.op_type}), {comment}."),
-            **self.blob.add(array, 1)))
+        self.blob.add(array, 1, var=name,
+                      comment=cpp.comment_text(f"{label} of node '{node.name}' ({node.op_type}), {comment}."))
         self.weight_bytes += int(np.asarray(array).size) * 4
         return name
 
@@ -194,11 +219,13 @@ def _describe_step(node, graph):
     return cpp.comment_text(text)
 
 
-def generate(graph, *, namespace, class_name, header_include, model_label, cpu, weights_path, profile_steps=False):
+def generate(graph, *, namespace, class_name, header_include, model_label, cpu, weights_path, profile_steps=False,
+             obfuscation_key=None):
     """Returns {"header", "source", "descriptor", "weights_asm", "report"} texts and "weights" bytes.
 
     `weights_path` is how the assembler, run from the compiler's working directory, finds the
-    weights blob (the `.incbin` path).
+    weights blob (the `.incbin` path). With an `obfuscation_key` (bytes, see obfuscate.py) the
+    blob is masked and shuffled, and the steps read the weights through pure_model::Masked views.
 
     With profile_steps, Run() times each step into the instance and the descriptor names the
     steps ("N: node name (Op)") for the profile tool; without it, nothing of that is emitted.
@@ -252,7 +279,7 @@ def generate(graph, *, namespace, class_name, header_include, model_label, cpu, 
                                         source=root, tensor=name, onnx_name=cpp.comment_text(name),
                                         describe=tensor.describe()))
 
-    ctx = EmitContext(graph, names, tensor_vars, plan, _Blob(blob_symbol_prefix(namespace, class_name)))
+    ctx = EmitContext(graph, names, tensor_vars, plan, _Blob(blob_symbol_prefix(namespace, class_name), obfuscation_key))
     steps = []
     for number, node in enumerate(graph.nodes, start=1):
         op = ops.lookup(node)
@@ -263,7 +290,7 @@ def generate(graph, *, namespace, class_name, header_include, model_label, cpu, 
             body = [f"// A view of '{cpp.comment_text(node.inputs[0])}': no code."]
         elif op.view:
             tensor = graph.tensor(node.outputs[0])
-            body = [f"std::memcpy({ctx.ptr(node.outputs[0])}, {ctx.ptr(node.inputs[0])}, {tensor.nbytes});"]
+            body = [ctx.copy(ctx.ptr(node.outputs[0]), ctx.ptr(node.inputs[0]), tensor.nbytes)]
         else:
             if op.emit is None:
                 raise CodegenError(
@@ -282,7 +309,7 @@ def generate(graph, *, namespace, class_name, header_include, model_label, cpu, 
     final_copies = []
     for index, source in plan.extra_output_copies:
         entry = outputs[index]
-        final_copies.append(dict(dst=entry["param"], src=ctx.ptr(source), bytes=entry["bytes"],
+        final_copies.append(dict(line=ctx.copy(entry["param"], ctx.ptr(source), entry["bytes"]),
                                  onnx_name=entry["onnx_name"]))
     if ctx.weight_bytes > ir.MAX_TOTAL_BYTES:
         raise CodegenError(f"the weights take {ctx.weight_bytes} bytes, more than the {ir.MAX_TOTAL_BYTES} (16 GiB) "
@@ -314,17 +341,18 @@ def generate(graph, *, namespace, class_name, header_include, model_label, cpu, 
         narrow_float_io=any(ir.is_storage(graph.tensor(e["tensor"]).dtype) for e in inputs + outputs),
         bound=bound,
     )
+    blob = ctx.blob.layout()
     files = {
         "header": _template("model.h.mako").render(**common),
         "source": _template("model.cc.mako").render(
-            weights=ctx.weights, activations=activations, param_structs=ctx.param_structs,
+            weights=ctx.blob.entries, activations=activations, param_structs=ctx.param_structs,
             unused_inputs=unused_inputs,
             derived=ctx.derived, final_copies=final_copies, **common),
         "descriptor": _template("descriptor.cc.mako").render(**common),
         "weights_asm": _template("weights.S.mako").render(
             weights=ctx.blob.entries, blob_bytes=ctx.blob.size, weights_path=weights_path,
             base_label=".L" + blob_symbol_prefix(namespace, class_name) + "_weights", **common),
-        "weights": ctx.blob.data(),
+        "weights": blob,
     }
     files["report"] = report.to_json(report.build(
         graph, files, model_label=model_label, cpu=cpu, arena_bytes=plan.arena_bytes, weight_bytes=ctx.weight_bytes))

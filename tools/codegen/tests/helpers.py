@@ -89,20 +89,20 @@ def write_generated(files, workdir, stem="model"):
     return [os.path.join(workdir, names["source"]), os.path.join(workdir, names["weights_asm"])]
 
 
-def run_generated(model_path, feeds, expected, workdir, input_shapes=None, input_values=None):
+def run_generated(model_path, feeds, expected, workdir, input_shapes=None, input_values=None, **codegen_options):
     """Generates C++ for the model, compiles it with g++ and runs it on `feeds` (any element type).
 
     `expected` (one array per graph output) gives each output's dtype and shape; `input_values`
     ({name: array}) binds those inputs at generation time (they are not in `feeds`). Returns the
     outputs as arrays and the generated files. PURE_MODEL_TEST_CXXFLAGS adds compiler flags
-    (e.g. sanitizers).
+    (e.g. sanitizers). `codegen_options` go to cli.generate_files (e.g. obfuscate=True).
     """
     from pure_model_codegen import frontend, ir
 
     files = cli.generate_files(model_path, input_shapes or {k: v.shape for k, v in feeds.items()}, cpu="generic",
                                namespace="t", class_name="Model", header_include="model.h", model_label="test",
                                input_values={k: frontend.value_texts(v) for k, v in (input_values or {}).items()},
-                               weights_path=os.path.join(workdir, "model_weights.bin"))
+                               weights_path=os.path.join(workdir, "model_weights.bin"), **codegen_options)
     sources = write_generated(files, workdir)
     buffers, loads, stores, args, argv = [], [], [], [], []
     for i, value in enumerate(feeds.values()):
@@ -134,7 +134,7 @@ def run_generated(model_path, feeds, expected, workdir, input_shapes=None, input
     return got, files
 
 
-def compile_and_run(model_path, feeds, input_shapes=None, workdir=None, input_values=None):
+def compile_and_run(model_path, feeds, input_shapes=None, workdir=None, input_values=None, **codegen_options):
     """(generated outputs, reference evaluator's outputs, generated files), by output name.
 
     `input_values` ({name: array}) are bound at generation time; the reference evaluator gets them
@@ -143,7 +143,8 @@ def compile_and_run(model_path, feeds, input_shapes=None, workdir=None, input_va
     model = onnx.load(model_path)
     outputs = [o.name for o in model.graph.output]
     expected = ReferenceEvaluator(model).run(None, {**feeds, **(input_values or {})})
-    got, files = run_generated(model_path, feeds, expected, workdir, input_shapes, input_values)
+    got, files = run_generated(model_path, feeds, expected, workdir, input_shapes, input_values,
+                               **codegen_options)
     return dict(zip(outputs, got)), dict(zip(outputs, expected)), files
 
 

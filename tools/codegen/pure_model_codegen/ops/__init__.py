@@ -5,7 +5,12 @@ One module per operator family registers its ops here. An op definition has:
                                                  An entry may add a third item, the output's value,
                                                  when shapes alone determine it (Shape, Constant).
   evaluate(node, [np.ndarray]) -> [np.ndarray]   numpy semantics, used to fold constant subgraphs
-  emit(node, ctx) -> C++ statements               the step in the generated Run(); None = fold only
+  emit(node, ctx) -> C++ statements               the step in the generated Run(); None = fold only.
+                                                 ctx.ptr(name) names a tensor; a constant may be a
+                                                 masked view (obfuscate) that only indexes (p[i],
+                                                 p + n) or goes to a kernel taking its weights as a
+                                                 template parameter: copy with ctx.copy and
+                                                 ctx.bytes_of, not std::memcpy or reinterpret_cast.
   view                                            True when the output is the input's bytes renamed
   flops(node, graph) -> int                       arithmetic of one run, for reports; default: one
                                                  operation per output element (0 for views)

@@ -62,7 +62,7 @@ def _emit(node, ctx):
     x, out = ctx.graph.tensor(node.inputs[0]), ctx.graph.tensor(node.outputs[0])
     src, dst = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
     if x.dtype == out.dtype:
-        return [f"std::memcpy({dst}, {src}, {out.nbytes});"]
+        return [ctx.copy(dst, src, out.nbytes)]
     value = _convert(x.dtype, out.dtype, f"{src}[i]", _saturate(node))
     return [f"for (std::size_t i = 0; i < {out.elements}; ++i) {dst}[i] = {value};"]
 

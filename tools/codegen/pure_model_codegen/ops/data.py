@@ -491,7 +491,7 @@ def _scatter_elements_emit(node, ctx):
     dst = ctx.ptr(node.outputs[0])
     if data.elements == 0:
         return empty_output(ctx, node.outputs[0])
-    lines = [f"std::memcpy({dst}, {ctx.ptr(node.inputs[0])}, {data.nbytes});"]
+    lines = [ctx.copy(dst, ctx.ptr(node.inputs[0]), data.nbytes)]
     if indices.elements == 0:
         return lines
     names = [f"i{d}" for d in range(len(indices.shape))]
@@ -610,7 +610,7 @@ def _scatter_nd_emit(node, ctx):
     dst = ctx.ptr(node.outputs[0])
     if data.elements == 0:
         return empty_output(ctx, node.outputs[0])
-    lines = [f"std::memcpy({dst}, {ctx.ptr(node.inputs[0])}, {data.nbytes});"]
+    lines = [ctx.copy(dst, ctx.ptr(node.inputs[0]), data.nbytes)]
     rows = int(np.prod(indices.shape[:-1]))
     block = int(np.prod(data.shape[k:]))
     if rows == 0 or block == 0:

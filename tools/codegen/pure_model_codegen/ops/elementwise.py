@@ -662,7 +662,7 @@ def _make_binary(op_type, dtypes, code, fn, out_dtype):
         names = list(node.inputs)
         y = ctx.ptr(node.outputs[0])
         if len(names) == 1:
-            return [f"std::memcpy({y}, {ctx.ptr(names[0])}, {out.nbytes});"]
+            return [ctx.copy(y, ctx.ptr(names[0]), out.nbytes)]
         prelude, expr = _pow_code(node, graph) if op_type == "Pow" else code(ir.compute_type(dtype), node)
         if ir.is_narrow_float(dtype):
             expr = expr.format(*(ir.widen(dtype, f"{{{i}}}") for i in range(2)))
@@ -758,7 +758,7 @@ def _dropout_evaluate(node, values):
 
 def _dropout_emit(node, ctx):
     x = ctx.graph.tensor(node.inputs[0])
-    lines = [f"std::memcpy({ctx.ptr(node.outputs[0])}, {ctx.ptr(node.inputs[0])}, {x.nbytes});"]
+    lines = [ctx.copy(ctx.ptr(node.outputs[0]), ctx.ptr(node.inputs[0]), x.nbytes)]
     if len(node.outputs) > 1 and node.outputs[1]:
         mask = ctx.graph.tensor(node.outputs[1])
         lines.append(f"for (std::size_t i = 0; i < {mask.elements}; ++i) {ctx.ptr(node.outputs[1])}[i] = "

@@ -234,7 +234,7 @@ def _make_reduce(kind, dtypes):
             return [f"(void){ctx.ptr(node.outputs[0])};  // The output is empty: nothing to compute."]
         dst = ctx.ptr(node.outputs[0])
         if axes is None:
-            return [f"std::memcpy({dst}, {ctx.ptr(node.inputs[0])}, {x.nbytes});"]
+            return [ctx.copy(dst, ctx.ptr(node.inputs[0]), x.nbytes)]
         ctype = ir.cpp_type(x.dtype)
         count = int(np.prod([x.shape[a] for a in axes]))
         if count == 0:  # over an empty set every output is the same constant; the input is never read

@@ -228,8 +228,7 @@ def _concat_emit(node, ctx):
     for t in tensors:
         row = int(np.prod(t.shape[axis:])) * item
         if row:
-            lines.append(f"  std::memcpy(row + {offset}, reinterpret_cast<const unsigned char*>("
-                         f"{ctx.ptr(t.name)}) + o * {row}, {row});")
+            lines.append("  " + ctx.copy(f"row + {offset}", f"{ctx.bytes_of(ctx.ptr(t.name))} + o * {row}", row))
         offset += row
     lines.append("}")
     return lines
@@ -292,9 +291,8 @@ def _gather_emit(node, ctx):
         f"for (std::size_t o = 0; o < {outer}; ++o) {{",
         f"  for (std::size_t j = 0; j < {count}; ++j) {{",
     ] + pick + [
-        f"    std::memcpy(reinterpret_cast<unsigned char*>({dst}) + (o * {count} + j) * {block},",
-        f"                reinterpret_cast<const unsigned char*>({src}) + (o * {extent} + {index}) * {block},",
-        f"                {block});",
+        "    " + ctx.copy(f"reinterpret_cast<unsigned char*>({dst}) + (o * {count} + j) * {block}",
+                         f"{ctx.bytes_of(src)} + (o * {extent} + {index}) * {block}", block),
         "  }",
         "}",
     ]

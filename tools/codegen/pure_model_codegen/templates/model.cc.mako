@@ -51,7 +51,11 @@ alignas(64) const ${type_} ${name}[${size}] = {
 % endfor
 % for w in weights:
 // ${w["comment"]}
+%   if "seed" in w:
+constexpr pure_model::Masked<${w["cpp_type"]}> ${w["var"]}(${w["symbol"]}, ${w["seed"]}U);
+%   else:
 constexpr const ${w["cpp_type"]} (&${w["var"]})[${w["size"]}] = ${w["symbol"]};
+%   endif
 % endfor
 % if weights:
 
@@ -97,7 +101,7 @@ void ${class_name}::Run(${", ".join([f'const {io["cpp_type"]}* {io["param"]}' fo
 % for c in final_copies:
 
   // Output '${c["onnx_name"]}' is not computed by a step: copy it.
-  std::memcpy(${c["dst"]}, ${c["src"]}, ${c["bytes"]});
+  ${c["line"]}
 % endfor
 }
 % if profile:
