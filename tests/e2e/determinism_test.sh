@@ -25,7 +25,7 @@ mkdir -p "$work"
 digest_outputs() {
   local bin="$1"
   (cd "$bin" && find examples tools -type f \
-    \( -name '*.h' -o -name '*.cc' -o -name '*.o' -o -name '*.a' -o -perm -u+x \) \
+    \( -name '*.h' -o -name '*.cc' -o -name '*.S' -o -name '*.bin' -o -name '*.o' -o -name '*.a' -o -perm -u+x \) \
     ! -path '*.runfiles*' ! -name '*.sh' ! -name '*.params' ! -name '*MANIFEST' 2>/dev/null |
     LC_ALL=C sort | xargs -d '\n' sha256sum)
 }
