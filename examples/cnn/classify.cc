@@ -2,11 +2,21 @@
 #include <cstddef>
 #include <cstdio>
 
+// Built twice: as :classify, and with PURE_MODEL_OBFUSCATED as :classify_obfuscated, over the
+// same model with masked weights.
+#ifdef PURE_MODEL_OBFUSCATED
+#include "examples/cnn/cnn_obfuscated.h"
+#else
 #include "examples/cnn/cnn.h"
+#endif
 
 namespace {
 
+#ifdef PURE_MODEL_OBFUSCATED
+using Model = examples::cnn::CnnObfuscated;
+#else
 using Model = examples::cnn::Cnn;
+#endif
 
 // The model is a few kilobytes of state: static storage keeps it off the stack.
 Model model;

@@ -3,11 +3,20 @@
 #include <cstddef>
 #include <cstdio>
 
+// Built twice: plain, and with PURE_MODEL_OBFUSCATED over the library with masked weights.
+#ifdef PURE_MODEL_OBFUSCATED
+#include "tools/bench/models/mobilenetv2_obfuscated.h"
+#else
 #include "tools/bench/models/mobilenetv2.h"
+#endif
 
 namespace {
 
+#ifdef PURE_MODEL_OBFUSCATED
+using Model = tools::bench::models::Mobilenetv2Obfuscated;
+#else
 using Model = tools::bench::models::Mobilenetv2;
+#endif
 
 Model model;
 float pixels[Model::kImageElements];

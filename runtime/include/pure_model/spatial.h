@@ -22,9 +22,8 @@ namespace pure_model {
 // (tf_crop_and_resize), which take kFill. With kInner > 1 each tap adds a whole contiguous row,
 // which vectorises; along the innermost axis (kInner == 1) each output is a short dot product.
 // P: kOuter kIn kOut kInner kTaps kFill.
-template <typename P>
-inline void ResampleAxis(const float* x, const std::size_t* index, const float* weight, const std::size_t* outside,
-                         float* y) {
+template <typename P, typename W>
+inline void ResampleAxis(const float* x, const std::size_t* index, W weight, const std::size_t* outside, float* y) {
   for (int o = 0; o < P::kOuter; ++o) {
     const float* in = x + static_cast<std::size_t>(o) * P::kIn * P::kInner;
     float* out = y + static_cast<std::size_t>(o) * P::kOut * P::kInner;
@@ -35,7 +34,7 @@ inline void ResampleAxis(const float* x, const std::size_t* index, const float* 
         continue;
       }
       const std::size_t* taps = index + static_cast<std::size_t>(j) * P::kTaps;
-      const float* w = weight + static_cast<std::size_t>(j) * P::kTaps;
+      const W w = weight + static_cast<std::size_t>(j) * P::kTaps;
       if constexpr (P::kInner == 1) {
         float acc = 0.f;
 #pragma GCC unroll 4
@@ -58,15 +57,15 @@ inline void ResampleAxis(const float* x, const std::size_t* index, const float* 
 // matrix A[(m, kd, kh, kw)][c] in panels of kGemmRows rows, [group][panel][C/group][kGemmRows],
 // zero rows padding the last panel. The generator packs constant weights itself (the same
 // layout); weights computed at run time are packed into scratch by this.
-template <typename P>
-inline void PackConvTransposeWeights(const float* w, float* packed) {
+template <typename P, typename W>
+inline void PackConvTransposeWeights(W w, float* packed) {
   constexpr int kCg = P::kC / P::kGroups;
   constexpr int kRows = P::kM / P::kGroups * P::kKD * P::kKH * P::kKW;
   constexpr int kPanels = (kRows + kGemmRows - 1) / kGemmRows;
   for (int g = 0; g < P::kGroups; ++g) {
     for (int panel = 0; panel < kPanels; ++panel) {
       for (int c = 0; c < kCg; ++c) {
-        const float* src = w + static_cast<std::size_t>(g * kCg + c) * kRows;
+        const W src = w + static_cast<std::size_t>(g * kCg + c) * kRows;
         for (int i = 0; i < kGemmRows; ++i) {
           const int r = panel * kGemmRows + i;
           *packed++ = r < kRows ? src[r] : 0.f;
@@ -76,19 +75,9 @@ inline void PackConvTransposeWeights(const float* w, float* packed) {
   }
 }
 
-// Transposed convolution, N C D H W -> N M OD OH OW (1-D and 2-D as D = 1 and H = 1), as a
-// matrix product and a scatter ("col2im"): per group, columns[(m, kd, kh, kw)][position] =
-// sum over c of W[c][m, kd, kh, kw] * X[c][position], computed a panel of kGemmCols input
-// positions at a time by the register-blocked GemmMicroKernel; each result then adds into the
-// output element its tap reaches, od = id * kStrideD - kPadD + kd * kDilD (likewise h, w), when
-// that lies inside the output. The output starts as the bias (or zero).
-// `packed_w`: weights as PackConvTransposeWeights lays them out (when kPrepacked), else the
-// node's plain weights, packed into `scratch` first. `scratch`: the panel of X (C/group x
-// kGemmCols floats), then, without kPrepacked, the packed weights.
-// P: kN kC kD kH kW kM kKD kKH kKW kOD kOH kOW kStrideD kStrideH kStrideW kPadD kPadH kPadW
-//    kDilD kDilH kDilW kGroups kPrepacked.
-template <typename P>
-inline void ConvTranspose(const float* x, const float* w, const float* bias, float* y, float* scratch) {
+// The product and scatter, for weights already packed (`packed`, a pointer or a masked view).
+template <typename P, typename W, typename B>
+inline void ConvTransposePacked(const float* x, W packed, B bias, float* y, float* scratch) {
   constexpr int kCg = P::kC / P::kGroups;
   constexpr int kMg = P::kM / P::kGroups;
   constexpr int kTaps = P::kKD * P::kKH * P::kKW;
@@ -97,21 +86,15 @@ inline void ConvTranspose(const float* x, const float* w, const float* bias, flo
   constexpr int kPositions = P::kD * P::kH * P::kW;
   constexpr int kOutPlane = P::kOD * P::kOH * P::kOW;
   float* panel_x = scratch;
-  const float* packed = w;
-  if constexpr (!P::kPrepacked) {
-    float* unpacked = scratch + static_cast<std::size_t>(kCg) * kGemmCols;
-    PackConvTransposeWeights<P>(w, unpacked);
-    packed = unpacked;
-  }
   for (int n = 0; n < P::kN; ++n) {
     float* out = y + static_cast<std::size_t>(n) * P::kM * kOutPlane;
     for (int m = 0; m < P::kM; ++m) {
-      const float b = bias != nullptr ? bias[m] : 0.f;
+      const float b = OptionalAt(bias, m);
       for (int i = 0; i < kOutPlane; ++i) out[static_cast<std::size_t>(m) * kOutPlane + i] = b;
     }
     for (int g = 0; g < P::kGroups; ++g) {
       const float* in = x + (static_cast<std::size_t>(n) * P::kC + g * kCg) * kPositions;
-      const float* w_group = packed + static_cast<std::size_t>(g) * kPanels * kCg * kGemmRows;
+      const W w_group = packed + static_cast<std::size_t>(g) * kPanels * kCg * kGemmRows;
       float* out_group = out + static_cast<std::size_t>(g) * kMg * kOutPlane;
       for (int p0 = 0; p0 < kPositions; p0 += kGemmCols) {
         const int cols = kPositions - p0 < kGemmCols ? kPositions - p0 : kGemmCols;
@@ -171,6 +154,28 @@ inline void ConvTranspose(const float* x, const float* w, const float* bias, flo
         }
       }
     }
+  }
+}
+
+// Transposed convolution, N C D H W -> N M OD OH OW (1-D and 2-D as D = 1 and H = 1), as a
+// matrix product and a scatter ("col2im"): per group, columns[(m, kd, kh, kw)][position] =
+// sum over c of W[c][m, kd, kh, kw] * X[c][position], computed a panel of kGemmCols input
+// positions at a time by the register-blocked GemmMicroKernel; each result then adds into the
+// output element its tap reaches, od = id * kStrideD - kPadD + kd * kDilD (likewise h, w), when
+// that lies inside the output. The output starts as the bias (or zero).
+// `packed_w`: weights as PackConvTransposeWeights lays them out (when kPrepacked), else the
+// node's plain weights, packed into `scratch` first. `scratch`: the panel of X (C/group x
+// kGemmCols floats), then, without kPrepacked, the packed weights.
+// P: kN kC kD kH kW kM kKD kKH kKW kOD kOH kOW kStrideD kStrideH kStrideW kPadD kPadH kPadW
+//    kDilD kDilH kDilW kGroups kPrepacked.
+template <typename P, typename W, typename B>
+inline void ConvTranspose(const float* x, W w, B bias, float* y, float* scratch) {
+  if constexpr (P::kPrepacked) {
+    ConvTransposePacked<P>(x, w, bias, y, scratch);
+  } else {
+    float* packed = scratch + static_cast<std::size_t>(P::kC / P::kGroups) * kGemmCols;
+    PackConvTransposeWeights<P>(w, packed);
+    ConvTransposePacked<P>(x, static_cast<const float*>(packed), bias, y, scratch);
   }
 }
 

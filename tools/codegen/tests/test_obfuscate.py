@@ -76,6 +76,27 @@ def test_masked_weights_give_the_reference_results(tmp_path):
     assert "pure_model::Masked<float>" in files["source"]
 
 
+def test_masked_spatial_kernels(tmp_path):
+    # ConvTranspose reads packed weights through the GEMM micro-kernel; Resize reads its
+    # interpolation weights, which the generator computed, from the blob too.
+    rng = np.random.default_rng(3)
+    inits = {"ct_w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+             "ct_b": rng.standard_normal(3).astype(np.float32),
+             "scales": np.array([1, 1, 2, 1.5], np.float32)}
+    nodes = [helper.make_node("ConvTranspose", ["x", "ct_w", "ct_b"], ["y_ct"], strides=[2, 2], name="up"),
+             helper.make_node("Resize", ["x", "", "scales"], ["y_rs"], mode="linear", name="resize")]
+    graph = helper.make_graph(
+        nodes, "spatial", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y_ct", "y_rs")],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = onnx.shape_inference.infer_shapes(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=9))
+    got, expected, files = compile_and_run(save(model, tmp_path), {"x": _feeds()["x"]}, workdir=str(tmp_path),
+                                           obfuscate=True)
+    assert_close(got, expected)
+    assert "ConvTranspose<" in files["source"] and "ResampleAxis<" in files["source"]
+
+
 def test_blob_holds_no_weight_as_it_is(tmp_path):
     model, inits = _model()
     path = save(model, tmp_path)

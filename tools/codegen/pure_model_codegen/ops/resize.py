@@ -395,7 +395,7 @@ def _emit_nearest(node, ctx, plan):
 def _emit_filter(node, ctx, plan):
     passes = _pass_shapes(plan)
     if not passes:  # every axis keeps its coordinates: a copy
-        return [f"std::memcpy({ctx.ptr(node.outputs[0])}, {ctx.ptr(node.inputs[0])}, {plan['x'].nbytes});"]
+        return [ctx.copy(ctx.ptr(node.outputs[0]), ctx.ptr(node.inputs[0]), plan['x'].nbytes)]
     buffer_floats = _buffer_floats(passes)
     lines = []
     for k, (axis, before, after) in enumerate(passes):
