@@ -509,8 +509,7 @@ inline void Gemm(A a, B b, C c, float* y) {
       if constexpr (P::kTransB) {
         for (int n = 0; n < P::kN; ++n) row[n] += av * b[static_cast<std::size_t>(n) * P::kK + k];
       } else {
-        const B brow = b + static_cast<std::size_t>(k) * P::kN;
-        for (int n = 0; n < P::kN; ++n) row[n] += av * brow[n];
+        AddScaledRow(av, b + static_cast<std::size_t>(k) * P::kN, row, P::kN);
       }
     }
     for (int n = 0; n < P::kN; ++n) {
@@ -574,8 +573,7 @@ inline void MatMul(A a, B b, float* y) {
     for (int n = 0; n < N; ++n) row[n] = 0.f;
     for (int k = 0; k < K; ++k) {
       const float av = a[static_cast<std::size_t>(m) * K + k];
-      const B brow = b + static_cast<std::size_t>(k) * N;
-      for (int n = 0; n < N; ++n) row[n] += av * brow[n];
+      AddScaledRow(av, b + static_cast<std::size_t>(k) * N, row, N);
     }
   }
 }

@@ -76,15 +76,34 @@ class Masked {
 
   // The 8 floats at element i, which must start a block (i + offset a multiple of 8 words),
   // unmasked into out: the packed Conv panels' inner step.
-  void LoadBlock(std::size_t i, float* out) const {
+  void LoadBlock(std::size_t i, float* out) const { LoadBlock(i, BlockKeyAt(i), out); }
+
+  // The key of the block that starts at element i.
+  std::uint32_t BlockKeyAt(std::size_t i) const { return BlockKey((offset_ + i) / kMaskBlockWords); }
+
+  // The same, with the block's key from BlockKeys.
+  void LoadBlock(std::size_t i, std::uint32_t key, float* out) const {
     static_assert(sizeof(T) == 4, "blocks of 32-bit elements");
     typedef std::uint32_t Words __attribute__((vector_size(kMaskBlockWords * 4)));
-    const std::size_t word = offset_ + i;
     Words w, lanes;
-    std::memcpy(&w, bytes() + word * 4, sizeof(w));
+    std::memcpy(&w, bytes() + (offset_ + i) * 4, sizeof(w));
     std::memcpy(&lanes, lanes_.v, sizeof(lanes));
-    w ^= lanes ^ BlockKey(word / kMaskBlockWords);
+    w ^= lanes ^ key;
     std::memcpy(out, &w, sizeof(w));
+  }
+
+  // The keys of kBlocks consecutive blocks from element i (which starts a block), computed
+  // together so that the compiler hashes them in vector registers.
+  template <int kBlocks>
+  void BlockKeys(std::size_t i, std::uint32_t* keys) const {
+    const std::size_t first = (offset_ + i) / kMaskBlockWords;
+    for (int b = 0; b < kBlocks; ++b) keys[b] = BlockKey(first + static_cast<std::size_t>(b));
+  }
+
+  // Elements before the next block boundary (0 when the view starts a block).
+  std::size_t ElementsToBlock() const {
+    static_assert(sizeof(T) == 4, "blocks of 32-bit elements");
+    return (kMaskBlockWords - offset_ % kMaskBlockWords) % kMaskBlockWords;
   }
 
   // The masked bytes, for prefetching.
@@ -163,6 +182,35 @@ template <typename T>
 struct IsMasked<Masked<T>> : std::true_type {};
 template <typename W>
 constexpr bool kIsMasked = IsMasked<W>::value;
+
+// row[n] += s * w[n] for n < count: one row of a matrix product. A masked row unmasks a block
+// at a time where its blocks lie whole, hashing the keys of 16 blocks together (in vector
+// registers), element by element at the ragged ends.
+template <typename W>
+inline void AddScaledRow(float s, W w, float* __restrict row, int count) {
+  if constexpr (kIsMasked<W>) {
+    typedef float Floats __attribute__((vector_size(kMaskBlockWords * 4)));
+    const auto add_block = [&](int n, std::uint32_t key) {
+      Floats r, v;
+      w.LoadBlock(static_cast<std::size_t>(n), key, reinterpret_cast<float*>(&v));
+      std::memcpy(&r, row + n, sizeof(r));
+      r += s * v;
+      std::memcpy(row + n, &r, sizeof(r));
+    };
+    int n = 0;
+    for (const int head = static_cast<int>(w.ElementsToBlock()); n < head && n < count; ++n) row[n] += s * w[n];
+    constexpr int kKeys = 16;
+    for (; n + kKeys * kMaskBlockWords <= count; n += kKeys * kMaskBlockWords) {
+      std::uint32_t keys[kKeys];
+      w.template BlockKeys<kKeys>(static_cast<std::size_t>(n), keys);
+      for (int k = 0; k < kKeys; ++k) add_block(n + k * kMaskBlockWords, keys[k]);
+    }
+    for (; n + kMaskBlockWords <= count; n += kMaskBlockWords) add_block(n, w.BlockKeyAt(static_cast<std::size_t>(n)));
+    for (; n < count; ++n) row[n] += s * w[n];
+  } else {
+    for (int n = 0; n < count; ++n) row[n] += s * w[n];
+  }
+}
 
 }  // namespace pure_model
 

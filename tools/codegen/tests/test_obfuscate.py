@@ -26,7 +26,7 @@ def _model():
         "grp_w": weights(6, 2, 3, 3),  # grouped: the direct kernel, no bias
         "bn_s": weights(4), "bn_b": weights(4), "bn_m": weights(4), "bn_v": np.abs(weights(4)) + 0.5,
         "fc_w": weights(5, 256), "fc_b": weights(5),  # Gemm, B transposed
-        "mm_w": weights(256, 3),  # MatMul
+        "mm_w": weights(256, 150),  # MatMul: rows at every alignment to the 8-float blocks
         "add_c": weights(1, 4, 8, 8),  # elementwise, broadcast from a constant
         "cat_c": weights(1, 2, 8, 8),  # Concat with a constant: byte copies
         "table": weights(10, 6),  # Gather rows of a constant at run-time indices
@@ -147,7 +147,10 @@ def test_library_rodata_names_nothing_of_the_model(tmp_path):
     model, inits = _model()
     model.producer_name = "secret_producer"
     path = save(model, tmp_path)
-    names = [n.name for n in model.graph.node] + list(inits) + ["secret_producer", "obfuscated"]
+    # Shorter names turn up in any few kilobytes of weights by chance (the extraction suite skips
+    # them too).
+    names = [n for n in [n.name for n in model.graph.node] + list(inits) + ["secret_producer", "obfuscated"]
+             if len(n) >= 4]
     for obfuscated in (False, True):
         workdir = tmp_path / ("masked" if obfuscated else "plain")
         workdir.mkdir()
