@@ -7,10 +7,12 @@ import subprocess
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from helpers import _kernels_include, assert_close, compile_and_run, save, write_generated
 from pure_model_codegen import cli, obfuscate
+from pure_model_codegen.errors import CodegenError
 
 
 def _model():
@@ -95,6 +97,21 @@ def test_masked_spatial_kernels(tmp_path):
                                            obfuscate=True)
     assert_close(got, expected)
     assert "ConvTranspose<" in files["source"] and "ResampleAxis<" in files["source"]
+
+
+def test_ops_not_yet_masked_are_refused(tmp_path):
+    rng = np.random.default_rng(5)
+    inits = {"w": rng.standard_normal((1, 8, 2)).astype(np.float32), "r": rng.standard_normal((1, 8, 2)).astype(np.float32)}
+    graph = helper.make_graph(
+        [helper.make_node("LSTM", ["x", "w", "r"], ["y"], hidden_size=2, name="lstm")], "lstm",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 1, 2])],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    path = save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), tmp_path)
+    cli.generate_files(path, {}, cpu="generic", namespace="t", class_name="M", header_include="m.h", model_label="m")
+    with pytest.raises(CodegenError, match="obfuscate does not cover this op's constant inputs yet"):
+        cli.generate_files(path, {}, cpu="generic", namespace="t", class_name="M", header_include="m.h",
+                           model_label="m", obfuscate=True)
 
 
 def test_blob_holds_no_weight_as_it_is(tmp_path):

@@ -160,8 +160,9 @@ def _select_emit(node, ctx):
             continue
         tensor = ctx.graph.tensor(out)
         then_ptr, else_ptr = ctx.ptr(node.inputs[1 + i]), ctx.ptr(node.inputs[1 + count + i])
-        lines.append(f"std::memcpy({ctx.ptr(out)}, {cond}[0] ? static_cast<const void*>({then_ptr}) : "
-                     f"static_cast<const void*>({else_ptr}), {tensor.nbytes});")
+        # Either branch may be a constant, which ctx.copy reads however it is stored.
+        lines.append(f"if ({cond}[0]) {{ {ctx.copy(ctx.ptr(out), then_ptr, tensor.nbytes)} }} "
+                     f"else {{ {ctx.copy(ctx.ptr(out), else_ptr, tensor.nbytes)} }}")
     return lines
 
 
