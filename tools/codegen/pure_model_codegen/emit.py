@@ -30,7 +30,8 @@ _VALUES_PER_LINE = 8
 BLOB_ALIGNMENT = 64
 # Ops whose kernels still read constant inputs as plain pointers: with obfuscate they are refused
 # (clearly, at generation time) rather than left to fail to compile.
-_UNMASKED_KERNEL_OPS = ("RNN", "GRU", "LSTM", "DynamicQuantizeLSTM", "GridSample")
+_UNMASKED_KERNEL_OPS = ("RNN", "GRU", "LSTM", "DynamicQuantizeLSTM", "GridSample", "QuantizeLinear", "DequantizeLinear",
+                        "DynamicQuantizeLinear", "ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul")
 
 
 def _template(name):

@@ -99,6 +99,10 @@ def run_generated(model_path, feeds, expected, workdir, input_shapes=None, input
     """
     from pure_model_codegen import frontend, ir
 
+    # PURE_MODEL_TEST_OBFUSCATE=1 runs every generated-code test with masked weights.
+    if os.environ.get("PURE_MODEL_TEST_OBFUSCATE", "") not in ("", "0"):
+        codegen_options.setdefault("obfuscate", True)
+
     files = cli.generate_files(model_path, input_shapes or {k: v.shape for k, v in feeds.items()}, cpu="generic",
                                namespace="t", class_name="Model", header_include="model.h", model_label="test",
                                input_values={k: frontend.value_texts(v) for k, v in (input_values or {}).items()},

@@ -99,7 +99,7 @@ def _gemm_packed_operands(node, graph):
 def _gemm_emit(node, ctx):
     m, n, k, trans_a, trans_b, c_strides = _gemm_dims(node, ctx.graph)
     activation = node.attrs.get("_fused_activation", ("kNone", float("-inf"), float("inf")))
-    packed = _gemm_packed_operands(node, ctx.graph)
+    packed = None if ctx.masked else _gemm_packed_operands(node, ctx.graph)  # as in _matmul_emit
     if packed is not None:
         return _emit_packed(node, ctx, m, k, n, ctx.ptr(node.inputs[0]), packed[0], packed[1], activation,
                             "alpha * op(B), packed into column panels at generation time")
@@ -197,7 +197,9 @@ def _matmul_packed_rows(node, graph):
 def _matmul_emit(node, ctx):
     a_shape, b_shape, batch, _ = _matmul_shapes(node, ctx.graph)
     m, k, n = a_shape[-2], a_shape[-1], b_shape[-1]
-    rows = _matmul_packed_rows(node, ctx.graph)
+    # Masked weights (obfuscate) go through MatMul, which unmasks rows of B block by block; the
+    # packed kernel reads B as the micro-kernel's plain panel.
+    rows = None if ctx.masked else _matmul_packed_rows(node, ctx.graph)
     if rows is not None:
         return _emit_packed(node, ctx, rows, k, n, ctx.ptr(node.inputs[0]),
                             np.asarray(ctx.graph.tensor(node.inputs[1]).value, np.float32), None,
