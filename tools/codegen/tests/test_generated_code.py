@@ -93,9 +93,10 @@ def test_report_counts_ops_flops_and_bytes(tmp_path):
 def test_weights_go_to_a_blob_the_assembler_embeds(tmp_path):
     w = np.arange(6, dtype=np.float32).reshape(2, 3) + 0.5
     bias = np.array([7, 8, 9], np.float32)
-    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"),
+    # Elementwise ops read constants as they are (a MatMul might pack its weights).
+    nodes = [helper.make_node("Mul", ["x", "w"], ["m"], name="scale"),
              helper.make_node("Add", ["m", "bias"], ["y"], name="add")]
-    model = make_model(nodes, [("x", [1, 2])], [("y", [1, 3])], {"w": w, "bias": bias})
+    model = make_model(nodes, [("x", [2, 3])], [("y", [2, 3])], {"w": w, "bias": bias})
     files = cli.generate_files(save(model, tmp_path), {}, cpu="x86_64", namespace="a::b", class_name="M",
                                header_include="m.h", model_label="//a/b:m.onnx", weights_path="a/b/m_weights.bin")
     blob, asm, source = files["weights"], files["weights_asm"], files["source"]
