@@ -155,8 +155,8 @@ inline void Conv2D(const float* x, W w, B bias, float* y, const float* residual 
 // 3-D convolution, NCDHW, weights [M, C/group, KD, KH, KW]: Conv2D's row-wise loops with depth
 // around them (volumetric models are rare on devices; this is the plain, correct version).
 // P: as Conv2D plus kD kKD kOD kStrideD kPadFront kDilD.
-template <typename P>
-inline void Conv3D(const float* x, const float* w, const float* bias, float* y, const float* residual = nullptr) {
+template <typename P, typename W, typename B>
+inline void Conv3D(const float* x, W w, B bias, float* y, const float* residual = nullptr) {
   constexpr int kCPerGroup = P::kC / P::kGroups;
   constexpr int kMPerGroup = P::kM / P::kGroups;
   constexpr std::size_t kOutPlane = static_cast<std::size_t>(P::kOH) * P::kOW;
@@ -166,12 +166,12 @@ inline void Conv3D(const float* x, const float* w, const float* bias, float* y, 
     for (int m = 0; m < P::kM; ++m) {
       const int g = m / kMPerGroup;
       float* out = y + (static_cast<std::size_t>(n) * P::kM + m) * kOutVolume;
-      const float b = bias ? bias[m] : 0.f;
+      const float b = OptionalAt(bias, m);
       for (std::size_t i = 0; i < kOutVolume; ++i) out[i] = b;
       for (int cg = 0; cg < kCPerGroup; ++cg) {
         const int c = g * kCPerGroup + cg;
         const float* in = x + (static_cast<std::size_t>(n) * P::kC + c) * kInPlane * P::kD;
-        const float* k = w + (static_cast<std::size_t>(m) * kCPerGroup + cg) * P::kKD * P::kKH * P::kKW;
+        const W k = w + (static_cast<std::size_t>(m) * kCPerGroup + cg) * P::kKD * P::kKH * P::kKW;
         for (int od = 0; od < P::kOD; ++od) {
           for (int kd = 0; kd < P::kKD; ++kd) {
             const int id = od * P::kStrideD - P::kPadFront + kd * P::kDilD;

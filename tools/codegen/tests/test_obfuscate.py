@@ -84,19 +84,23 @@ def test_masked_spatial_kernels(tmp_path):
     rng = np.random.default_rng(3)
     inits = {"ct_w": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
              "ct_b": rng.standard_normal(3).astype(np.float32),
-             "scales": np.array([1, 1, 2, 1.5], np.float32)}
+             "scales": np.array([1, 1, 2, 1.5], np.float32), "axes": np.array([2], np.int64)}
+    inits["c3_w"] = rng.standard_normal((2, 4, 1, 3, 3)).astype(np.float32)
     nodes = [helper.make_node("ConvTranspose", ["x", "ct_w", "ct_b"], ["y_ct"], strides=[2, 2], name="up"),
+             helper.make_node("Unsqueeze", ["x", "axes"], ["x5"], name="to_3d"),
+             helper.make_node("Conv", ["x5", "c3_w"], ["y_c3"], pads=[0, 1, 1, 0, 1, 1], name="conv3d"),
              helper.make_node("Resize", ["x", "", "scales"], ["y_rs"], mode="linear", name="resize")]
     graph = helper.make_graph(
         nodes, "spatial", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y_ct", "y_rs")],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y_ct", "y_rs", "y_c3")],
         [numpy_helper.from_array(v, k) for k, v in inits.items()])
     model = onnx.shape_inference.infer_shapes(
         helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=9))
     got, expected, files = compile_and_run(save(model, tmp_path), {"x": _feeds()["x"]}, workdir=str(tmp_path),
                                            obfuscate=True)
     assert_close(got, expected)
-    assert "ConvTranspose<" in files["source"] and "ResampleAxis<" in files["source"]
+    for kernel in ("ConvTranspose<", "ResampleAxis<", "Conv3D<"):
+        assert kernel in files["source"]
 
 
 def test_ops_not_yet_masked_are_refused(tmp_path):
