@@ -117,21 +117,25 @@ def search_tensor(haystack, name, array):
         if count <= 0:
             break
         data = flat.tobytes()
-        if count > PROBE_WINDOWS:
-            step = count // PROBE_WINDOWS
-            if not haystack.contains_windows(_window_hashes(data, step * itemsize, PROBE_WINDOWS)).any():
-                continue
-        found = haystack.contains_windows(_window_hashes(data, itemsize, count))
         # A window whose elements are all equal is uninformative: it is neither evidence for
         # nor against, whichever side it is on.
         raw = flat.view(np.dtype(f"u{itemsize}"))
         windows = np.lib.stride_tricks.sliding_window_view(raw, per_window)
         informative = ~(windows == windows[:, :1]).all(axis=1)
-        covered = np.zeros(flat.size, bool)
         counted = np.zeros(flat.size, bool)
         for offset in range(per_window):
-            covered[offset:offset + count] |= found & informative
             counted[offset:offset + count] |= informative
+        covered = np.zeros(flat.size, bool)
+        step = max(1, count // PROBE_WINDOWS)
+        probe = np.zeros(count, bool)
+        probe[::step] = True
+        # Probing only informative windows: zeros match the zeros any binary is full of.
+        probe &= informative
+        hashes = _window_hashes(data, itemsize, count)
+        if probe.any() and haystack.contains_windows(hashes[probe]).any():
+            found = haystack.contains_windows(hashes)
+            for offset in range(per_window):
+                covered[offset:offset + count] |= found & informative
         finding = TensorFinding(name, tuple(array.shape), str(array.dtype), int(counted.sum()),
                                 int((covered & counted).sum()), order)
         if best is None or finding.recovered_elements > best.recovered_elements:
