@@ -65,7 +65,9 @@ def _emit(node, ctx):
     at = f"(i0 * {params}::kClasses + {{}}) * {params}::kPositions + i1"
     lines = []
     if reduction != "none":
-        lines += ["double loss_sum = 0;", "double weight_sum = 0;"]
+        lines.append("double loss_sum = 0;")
+    if reduction == "mean":
+        lines.append("double weight_sum = 0;")
     lines += [f"for (std::size_t i0 = 0; i0 < {params}::kBatch; ++i0) {{",
               f"  for (std::size_t i1 = 0; i1 < {params}::kPositions; ++i1) {{"]
     body = []
@@ -98,7 +100,9 @@ def _emit(node, ctx):
     if reduction == "none":
         body.append(f"{dst}[i0 * {params}::kPositions + i1] = loss_value;")
     else:
-        body += ["loss_sum += loss_value;", "weight_sum += class_weight;"]
+        body.append("loss_sum += loss_value;")
+    if reduction == "mean":
+        body.append("weight_sum += class_weight;")
     lines += ["    " + ln for ln in body] + ["  }", "}"]
     if reduction == "sum":
         lines.append(f"{dst}[0] = static_cast<{t}>(loss_sum);")
