@@ -663,7 +663,7 @@ def markdown(results, peaks, meta):
         ])
     ok = [r for r in results if not r.get("error") and not r.get("obfuscate")]
     gm = meta["geomean"]
-    rows.append(["**geomean** (plain builds)", "", "", "", f"**{_fmt(gm['latency'])}**", "", "", f"**{_fmt(gm['peak_rss'])}**",
+    rows.append(["**geomean**", "", "", "", f"**{_fmt(gm['latency'])}**", "", "", f"**{_fmt(gm['peak_rss'])}**",
                  "", "", f"**{_fmt(gm['deployed_bytes'])}**", "",
                  _fmt(geomean([r["gflops"]["ours"] for r in ok])), _fmt(geomean([r["gflops"]["ort"] for r in ok]))])
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["--:"] * (len(header) - 1)) + "|"]
@@ -675,6 +675,7 @@ def markdown(results, peaks, meta):
         f"Latency: median over {meta['rounds']} processes each (per-process medians of the timed runs), "
         "ours and ONNX Runtime run alternately, one after the other, after a warm-up process each; "
         "ORT 1 intra-op + 1 inter-op thread, sequential, ORT_ENABLE_ALL. "
+        "Geomeans are over the plain builds (an obfuscated variant is listed for its cost). "
         "RSS: peak resident set (VmHWM) of each process, the largest over its rounds. "
         "Deployed: our stripped `<model>_benchmark` against the stripped `ort_benchmark` + the stripped "
         "libonnxruntime.so it loads (`strip` of a copy) + the .onnx file; ORT's other shared libraries "
