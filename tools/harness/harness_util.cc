@@ -211,6 +211,16 @@ bool FlagParser::Parse(int argc, char** argv, std::string* error) const {
   return true;
 }
 
+bool ParseTimingFlags(int argc, char** argv, std::int64_t* runs, std::int64_t* warmup, std::int64_t* seed,
+                      bool* help, std::string* error) {
+  FlagParser flags;
+  flags.AddInt("runs", 1, runs);
+  flags.AddInt("warmup", 0, warmup);
+  flags.AddInt("seed", 0, seed);
+  flags.AddSwitch("help", help);
+  return flags.Parse(argc, argv, error);
+}
+
 // ---- Paths ---------------------------------------------------------------------------------
 
 std::string ResolvePath(const std::string& base, const std::string& path) {

@@ -50,6 +50,11 @@ class FlagParser {
   std::vector<Flag> flags_;
 };
 
+// The flags of the programs that time repeated runs (_benchmark, _profile): --runs (>= 1),
+// --warmup, --seed and --help. The defaults stay with the caller's variables.
+bool ParseTimingFlags(int argc, char** argv, std::int64_t* runs, std::int64_t* warmup, std::int64_t* seed,
+                      bool* help, std::string* error);
+
 // ---- Paths ---------------------------------------------------------------------------------
 
 // `path` if it is absolute or `base` is empty, else `base`/`path`.

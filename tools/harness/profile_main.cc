@@ -44,12 +44,7 @@ int ProfileMain(int argc, char** argv) {
 
   std::int64_t runs = 50, warmup = 5, seed = 0;
   bool help = false;
-  FlagParser flags;
-  flags.AddInt("runs", 1, &runs);
-  flags.AddInt("warmup", 0, &warmup);
-  flags.AddInt("seed", 0, &seed);
-  flags.AddSwitch("help", &help);
-  if (!flags.Parse(argc, argv, &error)) return Fail(program, error);
+  if (!ParseTimingFlags(argc, argv, &runs, &warmup, &seed, &help, &error)) return Fail(program, error);
   if (help) {
     std::fputs(Usage(program, model).c_str(), stdout);
     return 0;
