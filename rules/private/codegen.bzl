@@ -54,6 +54,11 @@ def _pure_model_codegen_impl(ctx):
         map_each = _input_shape_flag,
         before_each = "--input_value",
     )
+    args.add_all(
+        sorted(ctx.attr.output_shapes.items()),
+        map_each = _input_shape_flag,
+        before_each = "--output_shape",
+    )
     args.add("--out_header", header)
     args.add("--out_source", ctx.outputs.source)
     args.add("--out_weights", ctx.outputs.weights)
@@ -112,7 +117,7 @@ def _repo_relative_path(file):
     return path.split("/", 2)[2] if path.startswith("../") else path
 
 def _input_shape_flag(item):
-    # NAME=VALUES, for --input_shape and --input_value alike.
+    # NAME=VALUES, for --input_shape, --input_value and --output_shape alike.
     name, values = item
     return "%s=%s" % (name, values)
 
@@ -152,6 +157,11 @@ the kernels unmask each value as they load it (see `pure_model_library`).""",
         ),
         "obfuscation_key": attr.string(
             doc = "With `obfuscate`: a string mixed into the key derived from the model's bytes.",
+        ),
+        "output_shapes": attr.string_dict(
+            doc = """Output name -> comma-separated dimensions, replacing the shape the model
+declares for that output (for models whose graph contradicts their declaration; the generator
+checks the graph computes exactly this shape).""",
         ),
         "profile_steps": attr.bool(
             doc = """Generate the profiling variant: `Run()` times each of its steps and the

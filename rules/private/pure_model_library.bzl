@@ -23,6 +23,7 @@ def pure_model_library(
         model,
         input_shapes = {},
         input_values = {},
+        output_shapes = {},
         namespace = None,
         class_name = None,
         copts = ["-O3"],
@@ -90,6 +91,11 @@ def pure_model_library(
         no parameter of `Run()` nor an input of the tools, and the header documents its value.
         The count and type of the values must fit the input's declared shape and element type
         (one dynamic dimension is taken from the count; `input_shapes` may give the shape).
+      output_shapes: States the shape of outputs whose declaration in the model is wrong, output
+        name to comma-separated dimensions: `{"387": "20,1,8210"}`. Without it, an output the
+        graph computes with another shape than the model declares fails the build (the header
+        would mislead callers sizing their buffers); with it, the generator checks the graph
+        computes exactly the stated shape, and the header carries it.
       namespace: C++ namespace of the class. Default: the package path with `/` as `::`
         (and `-`, `.` as `_`); `pure_model` in the root package.
       class_name: C++ class name. Default: `name` in CamelCase (`det_v2` gives `DetV2`).
@@ -121,46 +127,19 @@ def pure_model_library(
       tags: Tags for every target, e.g. `["manual"]`.
       **kwargs: Passed to the `cc_library` (e.g. `deprecation`, `target_compatible_with`).
     """
-    pure_model_codegen(
-        name = name + "_codegen",
+    codegen_args = dict(
         model = model,
         input_shapes = input_shapes,
         input_values = input_values,
+        output_shapes = output_shapes,
         namespace = namespace,
         class_name = class_name,
-        library_name = name,
-        cpu = select(_CPU),
-        header = name + ".h",
-        source = name + ".cc",
-        weights = name + "_weights.bin",
-        weights_asm = name + "_weights.S",
-        descriptor = name + "_descriptor.cc",
         obfuscate = obfuscate,
         obfuscation_key = obfuscation_key,
-        tags = tags,
-        visibility = ["//visibility:private"],
-    )
-    cc_library(
-        name = name,
-        hdrs = [name + ".h"],
-        srcs = [name + ".cc", name + "_weights.S"],
-        # Read by the assembler (`.incbin`), never parsed by the compiler.
-        additional_compiler_inputs = [name + "_weights.bin"],
-        copts = copts + _ISA_COPTS,
-        deps = [Label("//runtime:kernels")],
-        visibility = visibility,
-        tags = tags,
-        **kwargs
-    )
-    cc_library(
-        name = name + "_descriptor",
-        srcs = [name + "_descriptor.cc"],
         copts = copts,
-        deps = [":" + name, Label("//tools/harness:model_descriptor")],
         tags = tags,
-        visibility = ["//visibility:private"],
-        alwayslink = True,
     )
+    _generated_library(name, name, visibility, codegen_args, kwargs)
     for tool, main in (("run", "run_main"), ("benchmark", "benchmark_main")):
         cc_binary(
             name = "%s_%s" % (name, tool),
@@ -171,47 +150,15 @@ def pure_model_library(
 
     # The profiling variant: a second codegen action with --profile_steps, so that the library
     # above stays free of timing code and node names. Same namespace and class; the profile binary
-    # links only this copy.
-    pure_model_codegen(
-        name = name + "_profiled_codegen",
-        model = model,
-        input_shapes = input_shapes,
-        input_values = input_values,
-        namespace = namespace,
-        class_name = class_name,
-        library_name = name,
-        cpu = select(_CPU),
-        header = name + "_profiled.h",
-        source = name + "_profiled.cc",
-        weights = name + "_profiled_weights.bin",
-        weights_asm = name + "_profiled_weights.S",
-        descriptor = name + "_profiled_descriptor.cc",
+    # links only this copy, which takes over `target_compatible_with` (nothing else of kwargs:
+    # it is no target apps use).
+    _generated_library(
+        name + "_profiled",
+        name,
+        ["//visibility:private"],
+        codegen_args,
+        {"target_compatible_with": kwargs.get("target_compatible_with")},
         profile_steps = True,
-        obfuscate = obfuscate,
-        obfuscation_key = obfuscation_key,
-        tags = tags,
-        visibility = ["//visibility:private"],
-    )
-    cc_library(
-        name = name + "_profiled",
-        hdrs = [name + "_profiled.h"],
-        srcs = [name + "_profiled.cc", name + "_profiled_weights.S"],
-        additional_compiler_inputs = [name + "_profiled_weights.bin"],
-        copts = copts + _ISA_COPTS,
-        deps = [Label("//runtime:kernels")],
-        tags = tags,
-        visibility = ["//visibility:private"],
-        # The profile does not depend on the library, so it takes over where that may build.
-        target_compatible_with = kwargs.get("target_compatible_with"),
-    )
-    cc_library(
-        name = name + "_profiled_descriptor",
-        srcs = [name + "_profiled_descriptor.cc"],
-        copts = copts,
-        deps = [":" + name + "_profiled", Label("//tools/harness:model_descriptor")],
-        tags = tags,
-        visibility = ["//visibility:private"],
-        alwayslink = True,
     )
     cc_binary(
         name = name + "_profile",
@@ -241,3 +188,42 @@ def pure_model_library(
             tags = tags,
             visibility = visibility,
         )
+
+def _generated_library(prefix, library_name, visibility, codegen_args, library_kwargs, profile_steps = False):
+    """`<prefix>_codegen`, the cc_library `<prefix>` over its sources, and `<prefix>_descriptor`."""
+    copts = codegen_args["copts"]
+    tags = codegen_args["tags"]
+    pure_model_codegen(
+        name = prefix + "_codegen",
+        library_name = library_name,
+        cpu = select(_CPU),
+        header = prefix + ".h",
+        source = prefix + ".cc",
+        weights = prefix + "_weights.bin",
+        weights_asm = prefix + "_weights.S",
+        descriptor = prefix + "_descriptor.cc",
+        profile_steps = profile_steps,
+        visibility = ["//visibility:private"],
+        **{k: v for k, v in codegen_args.items() if k != "copts"}
+    )
+    cc_library(
+        name = prefix,
+        hdrs = [prefix + ".h"],
+        srcs = [prefix + ".cc", prefix + "_weights.S"],
+        # Read by the assembler (`.incbin`), never parsed by the compiler.
+        additional_compiler_inputs = [prefix + "_weights.bin"],
+        copts = copts + _ISA_COPTS,
+        deps = [Label("//runtime:kernels")],
+        visibility = visibility,
+        tags = tags,
+        **library_kwargs
+    )
+    cc_library(
+        name = prefix + "_descriptor",
+        srcs = [prefix + "_descriptor.cc"],
+        copts = copts,
+        deps = [":" + prefix, Label("//tools/harness:model_descriptor")],
+        tags = tags,
+        visibility = ["//visibility:private"],
+        alwayslink = True,
+    )

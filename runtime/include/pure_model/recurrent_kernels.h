@@ -187,27 +187,6 @@ inline void FoldRecurrentBias(const float* b, float* bias_x, float* bias_rh) {
   }
 }
 
-// Rounds `x` through unsigned 8 bits as dynamic quantization does (the values' range, widened
-// to hold 0, over 255 steps; the zero point rounded half to even) and back to float: what
-// com.microsoft's DynamicQuantizeLSTM multiplies with its 8-bit weights. The product of these
-// values with dequantized weights is the integer product scaled, up to float rounding.
-inline void FakeQuantizeUint8(const float* x, int n, float* out) {
-  float lo = 0.f, hi = 0.f;
-  for (int i = 0; i < n; ++i) {
-    lo = x[i] < lo ? x[i] : lo;
-    hi = x[i] > hi ? x[i] : hi;
-  }
-  const float scale = hi == lo ? 1.f : (hi - lo) / 255.f;
-  const float zero_point_real = -lo / scale;
-  // std::nearbyint rounds half to even in the default rounding mode.
-  const float zero_point = std::nearbyint(zero_point_real < 0.f ? 0.f : (zero_point_real > 255.f ? 255.f : zero_point_real));
-  for (int i = 0; i < n; ++i) {
-    float q = std::nearbyint(x[i] / scale) + zero_point;
-    q = q < 0.f ? 0.f : (q > 255.f ? 255.f : q);
-    out[i] = (q - zero_point) * scale;
-  }
-}
-
 // The three recurrent ops, as the cell update of one step for one batch row.
 enum class RecurrentCell { kRnn, kGru, kLstm };
 
@@ -216,7 +195,7 @@ enum class RecurrentCell { kRnn, kGru, kLstm };
 // P: kCell, kSeq, kBatch, kInput, kHidden, kGates (1, 3 or 4), kReverse; element strides of
 //    X rows / gate rows for a step of t and of n (kRowStrideT, kRowStrideN, in rows), of Y
 //    (kYStrideT, kYStrideN) and of initial/final states (kStateStrideN); kClip (0 = none);
-//    kLinearBeforeReset, kInputForget, kQuantizeActivations; activations kF, kG, kH with kFAlpha, kFBeta, ...
+//    kLinearBeforeReset, kInputForget; activations kF, kG, kH with kFAlpha, kFBeta, ...
 //
 // x: [kSeq * kBatch][kInput] rows, in the layout's order. w_packed: W packed ([G*H][I]);
 // r_packed: R packed, for GRU only its z and r rows ([2H][H]) with r_h_packed the h rows;
@@ -227,9 +206,7 @@ enum class RecurrentCell { kRnn, kGru, kLstm };
 template <typename P>
 constexpr std::size_t RecurrentScratchFloats() {
   return static_cast<std::size_t>(P::kSeq) * P::kBatch * P::kGates * P::kHidden +
-         static_cast<std::size_t>(P::kBatch) * (P::kGates * P::kHidden + 4 * P::kHidden) +
-         (P::kQuantizeActivations ? static_cast<std::size_t>(P::kSeq) * P::kBatch * P::kInput + P::kBatch * P::kHidden
-                                  : 0);
+         static_cast<std::size_t>(P::kBatch) * (P::kGates * P::kHidden + 4 * P::kHidden);
 }
 
 template <typename P>
@@ -248,15 +225,7 @@ inline void RecurrentLayer(const float* x, const float* w_packed, const float* r
   float* c = h + P::kBatch * kH;
   float* reset_h = c + P::kBatch * kH;      // GRU: r (.) h
   float* candidate_h = reset_h + P::kBatch * kH;  // GRU: the h gate's recurrent term
-  // kQuantizeActivations: X (all of it at once) and each step's h (row by row) as 8-bit values,
-  // see FakeQuantizeUint8.
-  float* x_quantized = candidate_h + P::kBatch * kH;
-  float* h_quantized = x_quantized + static_cast<std::size_t>(P::kSeq) * P::kBatch * P::kInput;
 
-  if constexpr (P::kQuantizeActivations) {
-    FakeQuantizeUint8(x, P::kSeq * P::kBatch * P::kInput, x_quantized);
-    x = x_quantized;
-  }
   RecurrentMatMul<P::kInput, kGH>(x, P::kSeq * P::kBatch, w_packed, bias_x, gates_x);
   for (int n = 0; n < P::kBatch; ++n) {
     for (int j = 0; j < kH; ++j) {
@@ -285,13 +254,7 @@ inline void RecurrentLayer(const float* x, const float* w_packed, const float* r
     };
     // Rows past their sequence's length compute too (their results are dropped): the batch
     // stays one matrix product.
-    if constexpr (P::kQuantizeActivations) {
-      // ONNX Runtime multiplies R by each batch row's h on its own, so each row has its own range.
-      for (int n = 0; n < P::kBatch; ++n) FakeQuantizeUint8(h + n * kH, kH, h_quantized + n * kH);
-      RecurrentMatMul<kH, kRecurrentRows>(h_quantized, P::kBatch, r_packed, nullptr, gates_h);
-    } else {
-      RecurrentMatMul<kH, kRecurrentRows>(h, P::kBatch, r_packed, nullptr, gates_h);
-    }
+    RecurrentMatMul<kH, kRecurrentRows>(h, P::kBatch, r_packed, nullptr, gates_h);
     if constexpr (P::kCell == RecurrentCell::kGru) {
       if constexpr (P::kLinearBeforeReset) {
         RecurrentMatMul<kH, kH>(h, P::kBatch, r_h_packed, bias_rh, candidate_h);
@@ -353,6 +316,231 @@ inline void RecurrentLayer(const float* x, const float* w_packed, const float* r
           update(std::false_type{});
         }
       }
+      if (y_row != nullptr) std::memcpy(y_row, hn, sizeof(float) * kH);
+    }
+  }
+  for (int n = 0; n < P::kBatch; ++n) {
+    if (y_h != nullptr) std::memcpy(y_h + n * P::kStateStrideN, h + n * kH, sizeof(float) * kH);
+    if (y_c != nullptr) std::memcpy(y_c + n * P::kStateStrideN, c + n * kH, sizeof(float) * kH);
+  }
+}
+
+// ---- com.microsoft.DynamicQuantizeLSTM ------------------------------------------------------
+//
+// ONNX Runtime's contrib op, defined by what ONNX Runtime computes: an LSTM whose W and R are
+// 8-bit, and whose products quantize their other side to 8 bits on the fly: all of X at once
+// before the loop, each batch row's h at every step. The integer products are exact; every
+// float operation after them is one ONNX Runtime performs, in its order, none contracted into a
+// fused multiply-add, and sigmoid and tanh are its rational approximations (LogisticRational,
+// TanhRational). That makes the results ONNX Runtime's bit for bit, which is the only way to
+// agree with it at all: h is rounded to 8 bits at every step, so one ulp of difference moves a
+// rounding and grows over the sequence (to ~1e-2 of the output's scale on ddddocr's model).
+
+// Keeps GCC from contracting a * b + c into a fused multiply-add (its default outside ISO C),
+// which rounds once where ONNX Runtime rounds twice. Clang contracts only within an expression,
+// and the functions below never write a product and a sum in one.
+#if defined(__GNUC__) && !defined(__clang__)
+#define PURE_MODEL_NO_CONTRACTION __attribute__((optimize("fp-contract=off")))
+#else
+#define PURE_MODEL_NO_CONTRACTION
+#endif
+
+// tanh as ONNX Runtime computes it on CPU: x clamped to [-9, 9], an odd polynomial of degree
+// 13 over an even one of degree 6 (Eigen's coefficients, as in ONNX Runtime's MLAS kernels), each
+// step one fused multiply-add. See LogisticRational (kernels.h).
+inline float TanhRational(float x) {
+  x = x < -9.f ? -9.f : x;
+  x = x > 9.f ? 9.f : x;
+  constexpr float kNumerator[] = {-2.76076847742355e-16f, 2.00018790482477e-13f, -8.60467152213735e-11f,
+                                  5.12229709037114e-08f,  1.48572235717979e-05f, 6.37261928875436e-04f,
+                                  4.89352455891786e-03f};
+  constexpr float kDenominator[] = {1.19825839466702e-06f, 1.18534705686654e-04f, 2.26843463243900e-03f,
+                                    4.89352518554385e-03f};
+  const float x2 = x * x;
+  const float p = FusedHorner(x2, kNumerator) * x;
+  const float q = FusedHorner(x2, kDenominator);
+  return p / q;
+}
+
+// ONNX Runtime's LSTM applies its own sigmoid and tanh; the other activations as the float ops.
+template <RnnActivation A>
+inline float QuantizedLstmActivate(float v, float alpha, float beta) {
+  if constexpr (A == RnnActivation::kSigmoid) {
+    return LogisticRational(v);
+  } else if constexpr (A == RnnActivation::kTanh) {
+    return TanhRational(v);
+  } else {
+    return RnnActivate<A>(v, alpha, beta);
+  }
+}
+
+// Quantizes n values as ONNX Runtime's quantized recurrent ops do: their range, widened to hold
+// 0, over 255 steps (scale 1 when the range is empty), the zero point rounded half to even; each
+// value divided by the scale, rounded half to even, plus the zero point, clamped to [0, 255].
+// Writes the integers the values stand for (the quantized value minus the zero point, in
+// [-255, 255]) and returns the scale. The range is that of the first `ranged` values.
+inline float QuantizeForProduct(const float* x, std::size_t ranged, std::size_t n, std::int16_t* q) {
+  float lo = 0.f, hi = 0.f;
+  for (std::size_t i = 0; i < ranged; ++i) {
+    lo = x[i] < lo ? x[i] : lo;
+    hi = x[i] > hi ? x[i] : hi;
+  }
+  const float scale = hi == lo ? 1.f : (hi - lo) / 255.f;
+  const float zero_point_real = 0.f - lo / scale;
+  // std::nearbyint rounds half to even in the default rounding mode.
+  const float zero_point =
+      std::nearbyint(zero_point_real < 0.f ? 0.f : (zero_point_real > 255.f ? 255.f : zero_point_real));
+  for (std::size_t i = 0; i < n; ++i) {
+    float v = std::nearbyint(x[i] / scale) + zero_point;
+    v = v < 0.f ? 0.f : (v > 255.f ? 255.f : v);
+    q[i] = static_cast<std::int16_t>(v - zero_point);
+  }
+  return scale;
+}
+
+// For `rows` rows of x ([rows][K] integers), out[r][m] = float(sum over k of x[r][k] * W[k][m])
+// * multiplier[m]. W (integers, zero point already subtracted) packed [ceil(M / 16)][K][16].
+template <int K, int M, typename TW>
+inline void QuantizedRecurrentProduct(const std::int16_t* x, int rows, const TW* packed, const float* multiplier,
+                                      float* out) {
+  // |x| and |w| are at most 255: K of these products fit in an int32.
+  static_assert(static_cast<long long>(K) * 255 * 255 < (1LL << 31), "the products overflow int32");
+  constexpr int kPanels = (M + kRecurrentPanel - 1) / kRecurrentPanel;
+  for (int panel = 0; panel < kPanels; ++panel) {
+    const TW* w = packed + static_cast<std::size_t>(panel) * K * kRecurrentPanel;
+    const int m0 = panel * kRecurrentPanel;
+    const int count = M - m0 < kRecurrentPanel ? M - m0 : kRecurrentPanel;
+    for (int r = 0; r < rows; ++r) {
+      const std::int16_t* xr = x + static_cast<std::size_t>(r) * K;
+      std::int32_t sums[kRecurrentPanel] = {};
+      for (int k = 0; k < K; ++k) {
+        const std::int32_t xk = xr[k];
+#pragma GCC unroll 16
+        for (int i = 0; i < kRecurrentPanel; ++i) sums[i] += xk * static_cast<std::int32_t>(w[k * kRecurrentPanel + i]);
+      }
+      float* row = out + static_cast<std::size_t>(r) * M;
+      for (int i = 0; i < count; ++i) row[m0 + i] = static_cast<float>(sums[i]) * multiplier[m0 + i];
+    }
+  }
+}
+
+// Plus the bias, then the clip.
+template <typename P>
+PURE_MODEL_NO_CONTRACTION inline void AddRecurrentBias(const float* bias, int n, float* gates) {
+  for (int j = 0; j < n; ++j) {
+    const float v = gates[j] + bias[j];
+    if constexpr (P::kClip > 0.f) {
+      gates[j] = v < -P::kClip ? -P::kClip : (v > P::kClip ? P::kClip : v);
+    } else {
+      gates[j] = v;
+    }
+  }
+}
+
+// gates[j] + a[j] * b[j], rounded twice.
+PURE_MODEL_NO_CONTRACTION inline void AddProducts(const float* a, const float* b, int n, float* gates) {
+  for (int j = 0; j < n; ++j) gates[j] = gates[j] + a[j] * b[j];
+}
+
+// One step of one batch row, from its gates' two products (recurrent, and projected from x,
+// [4H] each, i o f c) to the new c and h: ONNX Runtime's order of operations. Gates i, f, c take
+// their peepholes (on c_prev), bias and clip before the cell update; the output gate takes its
+// peephole on the new c, then its bias and clip.
+template <typename P>
+PURE_MODEL_NO_CONTRACTION inline void QuantizedLstmCell(float* gates, const float* projected, const float* bias,
+                                                        const float* peepholes, float* c, float* h) {
+  constexpr int kH = P::kHidden;
+  float* i = gates;
+  float* o = gates + kH;
+  float* f = gates + 2 * kH;
+  float* g = gates + 3 * kH;
+  for (int j = 0; j < 4 * kH; ++j) gates[j] = gates[j] + projected[j];
+  if (peepholes != nullptr) {
+    AddProducts(c, peepholes, kH, i);
+    AddProducts(c, peepholes + 2 * kH, kH, f);
+  }
+  AddRecurrentBias<P>(bias, kH, i);
+  AddRecurrentBias<P>(bias + 2 * kH, 2 * kH, f);  // f and c
+  for (int j = 0; j < kH; ++j) i[j] = QuantizedLstmActivate<P::kF>(i[j], P::kFAlpha, P::kFBeta);
+  if constexpr (P::kInputForget) {
+    for (int j = 0; j < kH; ++j) f[j] = 1.f - i[j];
+  } else {
+    for (int j = 0; j < kH; ++j) f[j] = QuantizedLstmActivate<P::kF>(f[j], P::kFAlpha, P::kFBeta);
+  }
+  for (int j = 0; j < kH; ++j) g[j] = QuantizedLstmActivate<P::kG>(g[j], P::kGAlpha, P::kGBeta);
+  for (int j = 0; j < kH; ++j) c[j] = c[j] * f[j] + i[j] * g[j];
+  if (peepholes != nullptr) AddProducts(c, peepholes + kH, kH, o);
+  AddRecurrentBias<P>(bias + kH, kH, o);
+  for (int j = 0; j < kH; ++j) o[j] = QuantizedLstmActivate<P::kF>(o[j], P::kFAlpha, P::kFBeta);
+  for (int j = 0; j < kH; ++j) h[j] = QuantizedLstmActivate<P::kH>(c[j], P::kHAlpha, P::kHBeta) * o[j];
+}
+
+// Floats of scratch QuantizedLstmLayer<P> needs: the projections of all steps, one row's gates,
+// h and c, the two rows of multipliers, then the quantized X and h (int16, two to a float).
+template <typename P>
+constexpr std::size_t QuantizedLstmScratchFloats() {
+  constexpr std::size_t kRows = static_cast<std::size_t>(P::kSeq) * P::kBatch;
+  constexpr std::size_t kGH = 4 * static_cast<std::size_t>(P::kHidden);
+  return kRows * kGH + kGH + 2 * static_cast<std::size_t>(P::kBatch) * P::kHidden + 2 * kGH +
+         (kRows * P::kInput + 1) / 2 + (P::kHidden + 1) / 2;
+}
+
+// One direction of a DynamicQuantizeLSTM layer. P as for RecurrentLayer (kCell kLstm, kGates 4).
+// w_packed [ceil(4H / 16)][kInput][16], r_packed [ceil(4H / 16)][kHidden][16]: the 8-bit weights
+// minus their zero points, as TW (int8, or int16 when a zero point makes them wider);
+// w_scale, r_scale [4H] per column; bias [4H] = Wb + Rb; the rest as RecurrentLayer.
+template <typename P, typename TW>
+inline void QuantizedLstmLayer(const float* x, const TW* w_packed, const float* w_scale, const TW* r_packed,
+                               const float* r_scale, const float* bias, const std::int32_t* seq_lens,
+                               const float* h0, const float* c0, const float* peepholes, float* y, float* y_h,
+                               float* y_c, float* scratch) {
+  constexpr int kH = P::kHidden;
+  constexpr int kGH = 4 * kH;
+  constexpr std::size_t kRows = static_cast<std::size_t>(P::kSeq) * P::kBatch;
+  float* projected = scratch;
+  float* gates = projected + kRows * kGH;
+  float* h = gates + kGH;
+  float* c = h + P::kBatch * kH;
+  float* multiplier_x = c + P::kBatch * kH;
+  float* multiplier_h = multiplier_x + kGH;
+  auto* x_quantized = reinterpret_cast<std::int16_t*>(multiplier_h + kGH);
+  std::int16_t* h_quantized = x_quantized + kRows * P::kInput;
+
+  // The input projection of every step at once, from X quantized as a whole: as far as the
+  // longest sequence reaches (steps past it are no part of ONNX Runtime's range).
+  int longest = P::kSeq;
+  if (seq_lens != nullptr) {
+    longest = 0;
+    for (int n = 0; n < P::kBatch; ++n) longest = seq_lens[n] > longest ? seq_lens[n] : longest;
+    longest = longest > P::kSeq ? P::kSeq : longest;
+  }
+  const float x_scale = QuantizeForProduct(x, static_cast<std::size_t>(longest) * P::kBatch * P::kInput,
+                                           kRows * P::kInput, x_quantized);
+  for (int m = 0; m < kGH; ++m) multiplier_x[m] = x_scale * w_scale[m];
+  QuantizedRecurrentProduct<P::kInput, kGH>(x_quantized, static_cast<int>(kRows), w_packed, multiplier_x, projected);
+
+  for (int n = 0; n < P::kBatch; ++n) {
+    for (int j = 0; j < kH; ++j) {
+      h[n * kH + j] = h0 != nullptr ? h0[n * P::kStateStrideN + j] : 0.f;
+      c[n * kH + j] = c0 != nullptr ? c0[n * P::kStateStrideN + j] : 0.f;
+    }
+  }
+  for (int step = 0; step < P::kSeq; ++step) {
+    const int t = P::kReverse ? P::kSeq - 1 - step : step;
+    for (int n = 0; n < P::kBatch; ++n) {
+      const int length = seq_lens != nullptr ? seq_lens[n] : P::kSeq;
+      float* y_row = y != nullptr ? y + static_cast<std::size_t>(t) * P::kYStrideT + n * P::kYStrideN : nullptr;
+      if (t >= length) {
+        if (y_row != nullptr) std::memset(y_row, 0, sizeof(float) * kH);
+        continue;
+      }
+      float* hn = h + n * kH;
+      // Each batch row's h is quantized with its own range, as ONNX Runtime does.
+      const float h_scale = QuantizeForProduct(hn, kH, kH, h_quantized);
+      for (int m = 0; m < kGH; ++m) multiplier_h[m] = h_scale * r_scale[m];
+      QuantizedRecurrentProduct<kH, kGH>(h_quantized, 1, r_packed, multiplier_h, gates);
+      const std::size_t row = static_cast<std::size_t>(t) * P::kRowStrideT + static_cast<std::size_t>(n) * P::kRowStrideN;
+      QuantizedLstmCell<P>(gates, projected + row * kGH, bias, peepholes, c + n * kH, hn);
       if (y_row != nullptr) std::memcpy(y_row, hn, sizeof(float) * kH);
     }
   }

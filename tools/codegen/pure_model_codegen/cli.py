@@ -29,6 +29,8 @@ from pure_model_codegen.errors import CodegenError, one_line
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "The ONNX model file.")
 flags.DEFINE_multi_string("input_shape", [], "NAME=D0,D1,... binds the dimensions of input NAME.")
+flags.DEFINE_multi_string("output_shape", [], "NAME=D0,D1,... replaces the shape the model declares for output NAME "
+                          "(for models whose graph computes another shape than they declare; checked).")
 flags.DEFINE_multi_string("input_value", [], "NAME=V0,V1,... binds input NAME to these values at generation time: "
                           "it becomes a constant and leaves Run()'s parameters.")
 flags.DEFINE_enum("cpu", "generic", ["generic", "x86_64", "aarch64"], "The target CPU to specialise for.")
@@ -56,10 +58,10 @@ flags.DEFINE_string("out_report", None, "Where to write the JSON build report (o
 
 def generate_files(model_path, input_shapes, *, cpu, namespace, class_name, header_include, model_label,
                    weights_path="weights.bin", profile_steps=False, input_values=None, obfuscate=False,
-                   obfuscation_key=""):
+                   obfuscation_key="", output_shapes=None):
     """The generated files by kind (see emit.generate); `weights_path` is the .incbin path."""
     try:
-        graph = frontend.import_model(model_path, input_shapes, input_values)
+        graph = frontend.import_model(model_path, input_shapes, input_values, output_shapes)
         graph = passes.run_all(graph)
         key = obfuscation.model_key(model_path, obfuscation_key) if obfuscate else None
         return emit.generate(graph, namespace=namespace, class_name=class_name, header_include=header_include,
@@ -98,7 +100,8 @@ def main(argv):
             class_name=FLAGS.class_name, header_include=FLAGS.header_include,
             model_label=FLAGS.model_label or FLAGS.model, weights_path=FLAGS.weights_path or out_weights,
             profile_steps=FLAGS.profile_steps, input_values=frontend.parse_input_values(FLAGS.input_value),
-            obfuscate=FLAGS.obfuscate, obfuscation_key=FLAGS.obfuscation_key)
+            obfuscate=FLAGS.obfuscate, obfuscation_key=FLAGS.obfuscation_key,
+            output_shapes=frontend.parse_output_shapes(FLAGS.output_shape))
     except CodegenError as e:
         if e.model_path is None:
             e.model_path = FLAGS.model_label or FLAGS.model

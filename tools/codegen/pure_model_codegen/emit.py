@@ -189,12 +189,13 @@ class EmitContext:
                              len(values), _format_indices(values)))
         return name
 
-    def derived_constant(self, node, label, array, comment="computed at generation time"):
-        """Embeds a float array the generator computed (folded or packed weights); counts as weights."""
+    def derived_constant(self, node, label, array, comment="computed at generation time", dtype=1):
+        """Embeds an array the generator computed (folded or packed weights), of ONNX element type
+        `dtype` (float32 unless given); counts as weights."""
         name = self._names.take("k" + cpp.camel_case(node.name) + cpp.camel_case(label))
-        self.blob.add(array, 1, var=name,
-                      comment=cpp.comment_text(f"{label} of node '{node.name}' ({node.op_type}), {comment}."))
-        self.weight_bytes += int(np.asarray(array).size) * 4
+        entry = self.blob.add(array, dtype, var=name,
+                              comment=cpp.comment_text(f"{label} of node '{node.name}' ({node.op_type}), {comment}."))
+        self.weight_bytes += entry["nbytes"]
         return name
 
 

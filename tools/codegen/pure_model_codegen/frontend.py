@@ -18,18 +18,18 @@ from pure_model_codegen.errors import CodegenError
 MAX_ONNX_OPSET = onnx.defs.onnx_opset_version()
 
 
-def parse_shape_spec(spec):
+def parse_shape_spec(spec, what="input"):
     """Parses "1,3,224,224" into (1, 3, 224, 224)."""
     try:
         dims = tuple(int(d) for d in spec.split(",")) if spec.strip() else ()
     except ValueError:
-        raise CodegenError(f"input shape '{spec}' is not a comma-separated list of integers") from None
+        raise CodegenError(f"{what} shape '{spec}' is not a comma-separated list of integers") from None
     if any(d < 0 for d in dims):
-        raise CodegenError(f"input shape '{spec}' has a negative dimension")
+        raise CodegenError(f"{what} shape '{spec}' has a negative dimension")
     return dims
 
 
-def _named_specs(specs, flag, form):
+def _named_specs(specs, flag, form, what="input"):
     """{name: text} of NAME=TEXT flags; a name may hold '=' (the last one separates)."""
     named = {}
     for spec in specs:
@@ -37,7 +37,7 @@ def _named_specs(specs, flag, form):
         if not sep or not name:
             raise CodegenError(f"--{flag} '{spec}' must look like {form}")
         if name in named:
-            raise CodegenError(f"--{flag} names input '{name}' twice")
+            raise CodegenError(f"--{flag} names {what} '{name}' twice")
         named[name] = text
     return named
 
@@ -45,6 +45,11 @@ def _named_specs(specs, flag, form):
 def parse_input_shapes(specs):
     return {name: parse_shape_spec(dims)
             for name, dims in _named_specs(specs, "input_shape", "NAME=D0,D1,...").items()}
+
+
+def parse_output_shapes(specs):
+    return {name: parse_shape_spec(dims, "output")
+            for name, dims in _named_specs(specs, "output_shape", "NAME=D0,D1,...", "output").items()}
 
 
 def parse_input_values(specs):
@@ -463,12 +468,14 @@ def _declared_output(value_info):
     return dtype, [_known_dim(d) for d in tensor_type.shape.dim]
 
 
-def import_model(path, input_shapes=None, input_values=None):
+def import_model(path, input_shapes=None, input_values=None, output_shapes=None):
     """Loads the ONNX file at `path` and returns an ir.Graph with every input dimension bound.
 
     `input_values` ({name: [value texts]}, see parse_input_values) turns inputs into constants:
     configuration the model takes as an input (a sample rate, the axes of a reduction) becomes
-    known at generation time, and the input leaves Run()'s parameters.
+    known at generation time, and the input leaves Run()'s parameters. `output_shapes` ({name:
+    dims}) replaces what the model declares for those outputs: the way to build a model whose
+    declaration its own graph contradicts, by stating the shape the graph computes (checked).
     """
     input_shapes = dict(input_shapes or {})
     input_values = dict(input_values or {})
@@ -538,7 +545,13 @@ def import_model(path, input_shapes=None, input_values=None):
     outputs = [o.name for o in graph.output]
     if not outputs:
         raise CodegenError("the graph has no outputs", model_path=path)
+    declared_outputs = {o.name: _declared_output(o) for o in graph.output}
+    for name, dims in (output_shapes or {}).items():
+        if name not in declared_outputs:
+            raise CodegenError(f"output_shapes names '{name}', which the model does not have as an output "
+                               f"(its outputs: {', '.join(outputs)})", model_path=path)
+        declared_outputs[name] = (declared_outputs[name][0], list(dims))
     return ir.Graph(
         model_path=path, inputs=inputs, outputs=outputs, nodes=nodes, tensors=tensors, opsets=opsets,
-        declared_outputs={o.name: _declared_output(o) for o in graph.output}, bound_inputs=bound_inputs,
+        declared_outputs=declared_outputs, stated_outputs=frozenset(output_shapes or ()), bound_inputs=bound_inputs,
     )

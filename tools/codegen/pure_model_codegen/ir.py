@@ -226,6 +226,8 @@ class Graph:
     # Graph output -> (dtype or None, [dim or None] or None) as the model declares it; the
     # computed outputs must agree, or callers would size their buffers wrongly.
     declared_outputs: Dict[str, tuple] = dataclasses.field(default_factory=dict)
+    # Graph outputs whose declared shape the user replaced (output_shapes).
+    stated_outputs: frozenset = frozenset()
     # Graph inputs bound to values at generation time (--input_value): constants now, not inputs.
     # Kept here (in model order) for the header to document even when no step reads them.
     bound_inputs: Dict[str, "Tensor"] = dataclasses.field(default_factory=dict)

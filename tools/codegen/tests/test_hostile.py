@@ -233,7 +233,31 @@ def test_declared_output_shape_disagrees(tmp_path):
     model = graph_model([helper.make_node("Relu", ["x"], ["y"], name="relu")], [("x", 1, [1, 4])],
                         [("y", 1, [1, 5])])
     expect_error(tmp_path, save(model, tmp_path, "output_shape.onnx"),
-                 "graph output 'y' is declared with shape [1,5] but the graph computes float32[1,4]")
+                 "graph output 'y' is declared with shape [1,5] but the graph computes float32[1,4] (if the "
+                 "declaration is wrong, state the computed shape with output_shapes = {\"y\": \"1,4\"})")
+
+
+def test_output_shapes_states_what_the_graph_computes(tmp_path):
+    # ddddocr's model declares its output [1, seqlen] and computes [20, 1, 8210]: with the shape
+    # stated, the model builds and the header carries the computed shape.
+    model = graph_model([helper.make_node("Relu", ["x"], ["y"], name="relu")], [("x", 1, [1, 4])],
+                        [("y", 1, [1, 5])])
+    path = save(model, tmp_path, "output_shape.onnx")
+    result = run_cli_in_process(tmp_path, path, LABEL_PREFIX + "output_shape.onnx", "--output_shape=y=1,4")
+    assert result.returncode == 0, result.stderr
+    assert "kYShape = {1, 4}" in (tmp_path / "m.h").read_text()
+
+
+@pytest.mark.parametrize("flag, fragment", [
+    ("--output_shape=y=1,5", "output_shapes gives graph output 'y' shape [1,5] but the graph computes float32[1,4]"),
+    ("--output_shape=y=4", "output_shapes gives graph output 'y' shape [4] but the graph computes float32[1,4]"),
+    ("--output_shape=z=1,4", "output_shapes names 'z', which the model does not have as an output (its outputs: y)"),
+    ("--output_shape=y=1,x", "output shape '1,x' is not a comma-separated list of integers"),
+])
+def test_output_shapes_is_checked(tmp_path, flag, fragment):
+    model = graph_model([helper.make_node("Relu", ["x"], ["y"], name="relu")], [("x", 1, [1, 4])],
+                        [("y", 1, [1, 5])])
+    expect_error(tmp_path, save(model, tmp_path, "output_shape.onnx"), fragment, extra=(flag,))
 
 
 # --- attributes out of range -----------------------------------------------------------------------

@@ -113,6 +113,10 @@ def _gelu(x, a):
     return 0.5 * x * (1 + _erf(x / np.sqrt(2).astype(x.dtype)))
 
 
+# A pass may choose another float32 kernel function for a unary op (see passes/runtime_quantization.py).
+KERNEL_ATTR = "_float32_kernel"
+
+
 def _float32_kernel(dtype, function, library_expr):
     """float32 elements use the kernels' vectorisable version of `function`; float64 the library's."""
     return f"pure_model::{function}(v)" if dtype == ir.DTYPE_BY_NAME["float32"] else library_expr
@@ -135,7 +139,8 @@ def _abs_expr(dtype, L, a):
 # Float expressions are written once for float32 and float64: L(x) is a literal of the element type.
 _UNARY = {
     "Relu": (FLOATS + SIGNED, lambda t, L, a: f"v > {L(0)} ? v : {L(0)}", lambda x, a: np.maximum(x, 0), {}),
-    "Sigmoid": (FLOATS, lambda t, L, a: _float32_kernel(t, "Sigmoid", f"{L(1)} / ({L(1)} + std::exp(-v))"),
+    "Sigmoid": (FLOATS, lambda t, L, a: _float32_kernel(t, a.get(KERNEL_ATTR, "Sigmoid"),
+                                                        f"{L(1)} / ({L(1)} + std::exp(-v))"),
                 lambda x, a: 1 / (1 + np.exp(-x)), {}),
     "Tanh": (FLOATS, lambda t, L, a: _float32_kernel(t, "Tanh", "std::tanh(v)"), lambda x, a: np.tanh(x), {}),
     "Exp": (FLOATS, lambda t, L, a: _float32_kernel(t, "Exp", "std::exp(v)"), lambda x, a: np.exp(x), {}),
@@ -267,6 +272,8 @@ def _make_unary(op_type, dtypes, expr, fn, defaults, out_dtype=None):
             return literal(value, computed)
 
         attrs = {k: (v if isinstance(v, (str, int)) else lit(v)) for k, v in _unary_attrs(node, defaults).items()}
+        if KERNEL_ATTR in node.attrs:
+            attrs[KERNEL_ATTR] = node.attrs[KERNEL_ATTR]
         body = expr(computed, lit, attrs)
         if dtype in INTS and not out_dtype:
             body = f"static_cast<{ir.cpp_type(dtype)}>({body})"

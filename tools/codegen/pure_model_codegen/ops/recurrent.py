@@ -9,6 +9,7 @@ are model inputs are packed into scratch at run time. sequence_lens is read at r
 
 import numpy as np
 
+from pure_model_codegen import ir
 from pure_model_codegen.errors import CodegenError
 from pure_model_codegen.ops import attr_float, attr_int, input_count, register, require_dtype
 
@@ -143,6 +144,8 @@ def _geometry(node, graph, op, quantized=False):
                     raise CodegenError(f"{label}_{part} ('{name}') must be a constant", node=node)
             if not graph.tensor(node.inputs[index]).is_constant:
                 raise CodegenError(f"{label} ('{node.inputs[index]}') must be a constant", node=node)
+        if _present(node, _B) and not graph.tensor(node.inputs[_B]).is_constant:
+            raise CodegenError(f"B ('{node.inputs[_B]}') must be a constant", node=node)
     return dict(op=op, quantized=quantized, seq=seq, batch=batch, input=input_size, hidden=hidden, gates=gates, layout=layout,
                 directions=directions, reverse=direction == "reverse", clip=clip,
                 linear_before_reset=bool(linear_before_reset), input_forget=bool(input_forget),
@@ -185,19 +188,23 @@ def _packed_floats(rows, k):
     return -(-rows // PANEL) * PANEL * k
 
 
-def _weights(node, graph, g, index):
-    """W or R as float [directions, G * H, K], or None when it is not a constant (then the kernel
-    packs it at run time). DynamicQuantizeLSTM's are dequantized here, once."""
-    tensor = graph.tensor(node.inputs[index])
-    if not g["quantized"]:
-        return tensor.value
-    # [directions, K, G * H]; scale and zero point per direction, or per direction and column.
-    scale = graph.tensor(node.inputs[_QUANT + 2 * (index == _R)]).value.astype(np.float64)
-    zero_point = graph.tensor(node.inputs[_QUANT + 2 * (index == _R) + 1]).value.astype(np.float64)
-    scale = scale[:, None, :] if scale.ndim == 2 else scale[:, None, None]
+def _quantized_weights(node, graph, g, index):
+    """DynamicQuantizeLSTM's W or R ([directions, K, 4H], 8-bit) minus its zero point, packed per
+    direction as QuantizedLstmLayer reads it ([ceil(4H / 16)][K][16]), as int8 when the values
+    fit (zero points 0) and int16 otherwise; and its scale per direction and column [directions, 4H]."""
+    value = graph.tensor(node.inputs[index]).value.astype(np.int32)
+    directions, k, gh = value.shape
+    scale = graph.tensor(node.inputs[_QUANT + 2 * (index == _R)]).value.astype(np.float32)
+    zero_point = graph.tensor(node.inputs[_QUANT + 2 * (index == _R) + 1]).value.astype(np.int32)
     zero_point = zero_point[:, None, :] if zero_point.ndim == 2 else zero_point[:, None, None]
-    dequantized = (tensor.value.astype(np.float64) - zero_point) * scale
-    return np.ascontiguousarray(dequantized.transpose(0, 2, 1)).astype(np.float32)
+    centred = value - zero_point
+    dtype, np_type = (3, np.int8) if centred.min() >= -128 and centred.max() <= 127 else (5, np.int16)
+    panels = -(-gh // PANEL)
+    padded = np.zeros((directions, k, panels * PANEL), np.int32)
+    padded[:, :, :gh] = centred
+    packed = padded.reshape(directions, k, panels, PANEL).transpose(0, 2, 1, 3).astype(np_type)
+    scales = np.broadcast_to(scale[:, :] if scale.ndim == 2 else scale[:, None], (directions, gh))
+    return [np.ascontiguousarray(p) for p in packed], dtype, np.ascontiguousarray(scales)
 
 
 def _runtime_layout(node, graph, g):
@@ -221,8 +228,9 @@ def _runtime_layout(node, graph, g):
 
 def _kernel_floats(g):
     s, n, h, gh = g["seq"], g["batch"], g["hidden"], g["gates"] * g["hidden"]
-    quantized = s * n * g["input"] + n * h if g["quantized"] else 0
-    return s * n * gh + n * (gh + 4 * h) + quantized  # RecurrentScratchFloats
+    if g["quantized"]:  # QuantizedLstmScratchFloats
+        return s * n * gh + gh + 2 * n * h + 2 * gh + (s * n * g["input"] + 1) // 2 + (h + 1) // 2
+    return s * n * gh + n * (gh + 4 * h)  # RecurrentScratchFloats
 
 
 def _make_scratch(op, quantized=False):
@@ -236,6 +244,9 @@ def _make_scratch(op, quantized=False):
 def _fold_bias(g, b):
     """One direction's B [2 * G * H] -> (bias added to the projection, GRU's separate Rb of h)."""
     h, gh = g["hidden"], g["gates"] * g["hidden"]
+    if g["quantized"]:
+        # ONNX Runtime adds the two in float32, and the sum's rounding reaches the 8-bit h.
+        return b[:gh].astype(np.float32) + b[gh:].astype(np.float32), None
     wb, rb = b[:gh].astype(np.float64), b[gh:].astype(np.float64)
     if g["linear_before_reset"]:
         # r multiplies (h * Rh^T + Rbh): that bias stays inside the product.
@@ -255,7 +266,8 @@ def _make_emit(op, quantized=False):
         g = _geometry(node, graph, op, quantized)
         s, n, d, h, gh = g["seq"], g["batch"], g["directions"], g["hidden"], g["gates"] * g["hidden"]
         w, r = graph.tensor(node.inputs[_W]), graph.tensor(node.inputs[_R])
-        w_value, r_value = _weights(node, graph, g, _W), _weights(node, graph, g, _R)
+        # Constant weights are packed at generation time; None: packed at run time.
+        w_value, r_value = w.value, r.value
         b = graph.tensor(node.inputs[_B]) if _present(node, _B) else None
         runtime = _runtime_layout(node, graph, g)
         scratch = ctx.scratch(node)
@@ -281,11 +293,15 @@ def _make_emit(op, quantized=False):
                       ("kReverse", reverse), ("kRowStrideT", row_t), ("kRowStrideN", row_n),
                       ("kYStrideT", y_t), ("kYStrideN", y_n), ("kStateStrideN", state_n),
                       ("kClip", float(g["clip"] or 0.0)), ("kLinearBeforeReset", g["linear_before_reset"]),
-                      ("kInputForget", g["input_forget"]), ("kQuantizeActivations", quantized)]
+                      ("kInputForget", g["input_forget"])]
             for letter, (name, alpha, beta) in zip("FGH", acts[:3] + [("Tanh", 0.0, 0.0)] * 3):
                 fields += [(f"k{letter}", ("pure_model::RnnActivation", f"pure_model::RnnActivation::k{name}")),
                            (f"k{letter}Alpha", alpha), (f"k{letter}Beta", beta)]
             params = ctx.param_struct(node, fields)
+            if quantized:
+                lines.append(_quantized_call(node, ctx, g, direction, label, params, outputs, y_dir, state_dir,
+                                             scratch))
+                continue
             # Weights: packed at generation time, or into scratch now.
             if w_value is not None:
                 w_ptr = ctx.derived_constant(node, f"w_packed{label}", pack(w_value[direction]),
@@ -336,6 +352,43 @@ def _make_emit(op, quantized=False):
     return emit
 
 
+def _quantized_call(node, ctx, g, direction, label, params, outputs, y_dir, state_dir, scratch):
+    """The QuantizedLstmLayer call of one direction of a DynamicQuantizeLSTM (constant W, R, scales
+    and zero points, checked by _geometry)."""
+    graph = ctx.graph
+    h = g["hidden"]
+    names = {}
+    weights = {letter: _quantized_weights(node, graph, g, index) for index, letter in ((_W, "w"), (_R, "r"))}
+    # One element type for both (the kernel's TW): int16 if either needs it.
+    dtype = max(dtype for _, dtype, _ in weights.values())
+    for letter, (packed, _, scales) in weights.items():
+        names[letter] = ctx.derived_constant(node, f"{letter}_packed{label}", packed[direction], dtype=dtype,
+                                             comment=f"{letter.upper()} minus its zero point, packed in panels of "
+                                                     "16 columns at generation time")
+        names[letter + "_scale"] = ctx.derived_constant(node, f"{letter}_scale{label}", scales[direction],
+                                                        comment="the scale of each column")
+    names["w_type"] = ir.cpp_type(dtype)
+    if _present(node, _B):
+        bias = graph.tensor(node.inputs[_B])
+        folded = _fold_bias(g, bias.value[direction])[0]
+    else:
+        folded = np.zeros(g["gates"] * h, np.float32)
+    bias_ptr = ctx.derived_constant(node, f"bias{label}", folded, comment="Wb + Rb folded")
+
+    def optional(index, offset_elements):
+        return _offset(ctx.ptr(node.inputs[index]), offset_elements) if _present(node, index) else "nullptr"
+
+    def output(index, offset_elements):
+        return _offset(ctx.ptr(outputs[index]), offset_elements) if outputs[index] else "nullptr"
+
+    seq_lens = ctx.ptr(node.inputs[_SEQ]) if _present(node, _SEQ) else "nullptr"
+    return (f"pure_model::QuantizedLstmLayer<{params}, {names['w_type']}>({ctx.ptr(node.inputs[_X])}, {names['w']}, "
+            f"{names['w_scale']}, {names['r']}, {names['r_scale']}, {bias_ptr}, {seq_lens}, "
+            f"{optional(_H0, direction * state_dir)}, {optional(_C0, direction * state_dir)}, "
+            f"{optional(_P, direction * 3 * h)}, {output(0, direction * y_dir)}, {output(1, direction * state_dir)}, "
+            f"{output(2, direction * state_dir)}, {scratch});")
+
+
 def _make_flops(op, quantized=False):
     def flops(node, graph):
         g = _geometry(node, graph, op, quantized)
@@ -359,9 +412,9 @@ for _op in ("RNN", "GRU", "LSTM"):
 
 
 # ONNX Runtime's contrib op: LSTM with 8-bit W and R (transposed, with scales and zero points per
-# direction or per column) whose products quantize X and h to 8 bits on the fly. The weights are
-# dequantized at generation time and the kernel rounds X and h as ONNX Runtime does
-# (FakeQuantizeUint8), so the results agree with ONNX Runtime's up to float rounding.
+# direction or per column) whose products quantize X and h to 8 bits on the fly. The weights stay
+# 8-bit (minus their zero points) and QuantizedLstmLayer computes what ONNX Runtime computes, bit
+# for bit (see recurrent_kernels.h for why nothing less agrees with it).
 register("DynamicQuantizeLSTM", domain="com.microsoft", infer=_make_infer("LSTM", True),
          emit=_make_emit("LSTM", True), flops=_make_flops("LSTM", True), scratch=_make_scratch("LSTM", True),
          max_version=1)

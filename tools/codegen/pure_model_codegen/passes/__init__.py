@@ -5,7 +5,7 @@ graph, so that each can be tested alone.
 """
 
 from pure_model_codegen.passes import (check_ops, eliminate_dead, fold_batchnorm, fuse_activations, fuse_residual,
-                                       propagate)
+                                       propagate, runtime_quantization)
 
 PIPELINE = (
     check_ops,  # every op is one we implement, before any work is done
@@ -13,6 +13,7 @@ PIPELINE = (
     eliminate_dead,  # nodes whose results nobody reads
     fold_batchnorm,  # BatchNormalization into the Conv before it
     fuse_residual,  # Add(Conv(x), skip) into the Conv
+    runtime_quantization,  # Sigmoid as ONNX Runtime computes it, in models that quantize at run time
     fuse_activations,  # Relu/Clip/Sigmoid into the Conv or Gemm that produces their input
 )
 

@@ -8,7 +8,7 @@ producer's output is not itself a graph output.
 import numpy as np
 
 from pure_model_codegen.ops import control
-from pure_model_codegen.ops.elementwise import clip_bounds, clip_bounds_known
+from pure_model_codegen.ops.elementwise import KERNEL_ATTR, clip_bounds, clip_bounds_known
 
 _PRODUCERS = {"Conv", "Gemm"}
 
@@ -16,7 +16,8 @@ _PRODUCERS = {"Conv", "Gemm"}
 def _activation(node, graph):
     if node.op_type == "Relu":
         return ("kRelu", -np.inf, np.inf)
-    if node.op_type == "Sigmoid":
+    if node.op_type == "Sigmoid" and KERNEL_ATTR not in node.attrs:
+        # Conv and Gemm apply the kernels' Sigmoid; another choice (runtime_quantization.py) stays apart.
         return ("kSigmoid", -np.inf, np.inf)
     if node.op_type == "Clip" and clip_bounds_known(node, graph):
         lo, hi = clip_bounds(node, graph)

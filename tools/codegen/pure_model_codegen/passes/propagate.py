@@ -72,8 +72,15 @@ def _check_declared_outputs(graph):
                 len(declared_dims) != len(tensor.shape)
                 or any(d is not None and d != t for d, t in zip(declared_dims, tensor.shape))):
             shown = ",".join("?" if d is None else str(d) for d in declared_dims)
+            computed = ",".join(str(d) for d in tensor.shape)
+            if name in graph.stated_outputs:
+                raise CodegenError(f"output_shapes gives graph output '{name}' shape [{shown}] but the graph "
+                                   f"computes {tensor.describe()}")
+            # Exporters do write declarations their own graphs contradict; the generated header
+            # must state the truth, so the user confirms it rather than the generator guessing.
             raise CodegenError(f"graph output '{name}' is declared with shape [{shown}] but the graph computes "
-                               f"{tensor.describe()}")
+                               f"{tensor.describe()} (if the declaration is wrong, state the computed shape "
+                               f"with output_shapes = {{\"{name}\": \"{computed}\"}})")
 
 
 def run(graph):
