@@ -97,6 +97,7 @@ inline float FusedMultiplyAdd(float a, float b, float c) {
 template <int N>
 inline float FusedHorner(float x, const float (&c)[N]) {
   float p = FusedMultiplyAdd(x, c[0], c[1]);
+#pragma GCC unroll 16
   for (int i = 2; i < N; ++i) p = FusedMultiplyAdd(p, x, c[i]);
   return p;
 }

@@ -398,35 +398,29 @@ inline float QuantizeForProduct(const float* x, std::size_t ranged, std::size_t 
   return scale;
 }
 
-// For `rows` rows of x ([rows][K] integers), out[r][m] = float(sum over k of x[r][k] * W[k][m])
-// * multiplier[m]. W (integers, zero point already subtracted) packed [ceil(M / 16)][K][16].
+// For `rows` rows of x ([rows][K] integers), out[r][m] = float(sum over k of x[r][k] * W[m][k])
+// * multiplier[m]. W: [M][K] integers (zero point already subtracted), each output's weights
+// contiguous, so that every sum is a dot product of two contiguous rows: compilers vectorise that
+// with multiply-add-pairs instructions (pmaddwd, smlal) into exact int32 sums.
 template <int K, int M, typename TW>
-inline void QuantizedRecurrentProduct(const std::int16_t* x, int rows, const TW* packed, const float* multiplier,
+inline void QuantizedRecurrentProduct(const std::int16_t* x, int rows, const TW* w, const float* multiplier,
                                       float* out) {
   // |x| and |w| are at most 255: K of these products fit in an int32.
   static_assert(static_cast<long long>(K) * 255 * 255 < (1LL << 31), "the products overflow int32");
-  constexpr int kPanels = (M + kRecurrentPanel - 1) / kRecurrentPanel;
-  for (int panel = 0; panel < kPanels; ++panel) {
-    const TW* w = packed + static_cast<std::size_t>(panel) * K * kRecurrentPanel;
-    const int m0 = panel * kRecurrentPanel;
-    const int count = M - m0 < kRecurrentPanel ? M - m0 : kRecurrentPanel;
+  for (int m = 0; m < M; ++m) {
+    const TW* column = w + static_cast<std::size_t>(m) * K;
     for (int r = 0; r < rows; ++r) {
       const std::int16_t* xr = x + static_cast<std::size_t>(r) * K;
-      std::int32_t sums[kRecurrentPanel] = {};
-      for (int k = 0; k < K; ++k) {
-        const std::int32_t xk = xr[k];
-#pragma GCC unroll 16
-        for (int i = 0; i < kRecurrentPanel; ++i) sums[i] += xk * static_cast<std::int32_t>(w[k * kRecurrentPanel + i]);
-      }
-      float* row = out + static_cast<std::size_t>(r) * M;
-      for (int i = 0; i < count; ++i) row[m0 + i] = static_cast<float>(sums[i]) * multiplier[m0 + i];
+      std::int32_t sum = 0;
+      for (int k = 0; k < K; ++k) sum += static_cast<std::int32_t>(xr[k]) * static_cast<std::int32_t>(column[k]);
+      out[static_cast<std::size_t>(r) * M + m] = static_cast<float>(sum) * multiplier[m];
     }
   }
 }
 
 // Plus the bias, then the clip.
 template <typename P>
-PURE_MODEL_NO_CONTRACTION inline void AddRecurrentBias(const float* bias, int n, float* gates) {
+inline void AddRecurrentBias(const float* bias, int n, float* gates) {
   for (int j = 0; j < n; ++j) {
     const float v = gates[j] + bias[j];
     if constexpr (P::kClip > 0.f) {
@@ -437,9 +431,15 @@ PURE_MODEL_NO_CONTRACTION inline void AddRecurrentBias(const float* bias, int n,
   }
 }
 
-// gates[j] + a[j] * b[j], rounded twice.
+// gates[j] + a[j] * b[j], rounded twice. (Only the functions that multiply and add need
+// PURE_MODEL_NO_CONTRACTION; the others stay free to inline the activations.)
 PURE_MODEL_NO_CONTRACTION inline void AddProducts(const float* a, const float* b, int n, float* gates) {
   for (int j = 0; j < n; ++j) gates[j] = gates[j] + a[j] * b[j];
+}
+
+// c = c * f + i * g, each product rounded before the sum.
+PURE_MODEL_NO_CONTRACTION inline void UpdateLstmCell(const float* i, const float* f, const float* g, int n, float* c) {
+  for (int j = 0; j < n; ++j) c[j] = c[j] * f[j] + i[j] * g[j];
 }
 
 // One step of one batch row, from its gates' two products (recurrent, and projected from x,
@@ -447,7 +447,7 @@ PURE_MODEL_NO_CONTRACTION inline void AddProducts(const float* a, const float* b
 // their peepholes (on c_prev), bias and clip before the cell update; the output gate takes its
 // peephole on the new c, then its bias and clip.
 template <typename P>
-PURE_MODEL_NO_CONTRACTION inline void QuantizedLstmCell(float* gates, const float* projected, const float* bias,
+inline void QuantizedLstmCell(float* gates, const float* projected, const float* bias,
                                                         const float* peepholes, float* c, float* h) {
   constexpr int kH = P::kHidden;
   float* i = gates;
@@ -468,7 +468,7 @@ PURE_MODEL_NO_CONTRACTION inline void QuantizedLstmCell(float* gates, const floa
     for (int j = 0; j < kH; ++j) f[j] = QuantizedLstmActivate<P::kF>(f[j], P::kFAlpha, P::kFBeta);
   }
   for (int j = 0; j < kH; ++j) g[j] = QuantizedLstmActivate<P::kG>(g[j], P::kGAlpha, P::kGBeta);
-  for (int j = 0; j < kH; ++j) c[j] = c[j] * f[j] + i[j] * g[j];
+  UpdateLstmCell(i, f, g, kH, c);
   if (peepholes != nullptr) AddProducts(c, peepholes + kH, kH, o);
   AddRecurrentBias<P>(bias + kH, kH, o);
   for (int j = 0; j < kH; ++j) o[j] = QuantizedLstmActivate<P::kF>(o[j], P::kFAlpha, P::kFBeta);
@@ -486,11 +486,11 @@ constexpr std::size_t QuantizedLstmScratchFloats() {
 }
 
 // One direction of a DynamicQuantizeLSTM layer. P as for RecurrentLayer (kCell kLstm, kGates 4).
-// w_packed [ceil(4H / 16)][kInput][16], r_packed [ceil(4H / 16)][kHidden][16]: the 8-bit weights
-// minus their zero points, as TW (int8, or int16 when a zero point makes them wider);
+// w [4H][kInput], r [4H][kHidden]: the 8-bit weights minus their zero points, transposed, as TW
+// (int8, or int16 when a zero point makes them wider);
 // w_scale, r_scale [4H] per column; bias [4H] = Wb + Rb; the rest as RecurrentLayer.
 template <typename P, typename TW>
-inline void QuantizedLstmLayer(const float* x, const TW* w_packed, const float* w_scale, const TW* r_packed,
+inline void QuantizedLstmLayer(const float* x, const TW* w, const float* w_scale, const TW* r,
                                const float* r_scale, const float* bias, const std::int32_t* seq_lens,
                                const float* h0, const float* c0, const float* peepholes, float* y, float* y_h,
                                float* y_c, float* scratch) {
@@ -517,7 +517,7 @@ inline void QuantizedLstmLayer(const float* x, const TW* w_packed, const float* 
   const float x_scale = QuantizeForProduct(x, static_cast<std::size_t>(longest) * P::kBatch * P::kInput,
                                            kRows * P::kInput, x_quantized);
   for (int m = 0; m < kGH; ++m) multiplier_x[m] = x_scale * w_scale[m];
-  QuantizedRecurrentProduct<P::kInput, kGH>(x_quantized, static_cast<int>(kRows), w_packed, multiplier_x, projected);
+  QuantizedRecurrentProduct<P::kInput, kGH>(x_quantized, static_cast<int>(kRows), w, multiplier_x, projected);
 
   for (int n = 0; n < P::kBatch; ++n) {
     for (int j = 0; j < kH; ++j) {
@@ -538,7 +538,7 @@ inline void QuantizedLstmLayer(const float* x, const TW* w_packed, const float* 
       // Each batch row's h is quantized with its own range, as ONNX Runtime does.
       const float h_scale = QuantizeForProduct(hn, kH, kH, h_quantized);
       for (int m = 0; m < kGH; ++m) multiplier_h[m] = h_scale * r_scale[m];
-      QuantizedRecurrentProduct<kH, kGH>(h_quantized, 1, r_packed, multiplier_h, gates);
+      QuantizedRecurrentProduct<kH, kGH>(h_quantized, 1, r, multiplier_h, gates);
       const std::size_t row = static_cast<std::size_t>(t) * P::kRowStrideT + static_cast<std::size_t>(n) * P::kRowStrideN;
       QuantizedLstmCell<P>(gates, projected + row * kGH, bias, peepholes, c + n * kH, hn);
       if (y_row != nullptr) std::memcpy(y_row, hn, sizeof(float) * kH);

@@ -189,22 +189,18 @@ def _packed_floats(rows, k):
 
 
 def _quantized_weights(node, graph, g, index):
-    """DynamicQuantizeLSTM's W or R ([directions, K, 4H], 8-bit) minus its zero point, packed per
-    direction as QuantizedLstmLayer reads it ([ceil(4H / 16)][K][16]), as int8 when the values
-    fit (zero points 0) and int16 otherwise; and its scale per direction and column [directions, 4H]."""
+    """DynamicQuantizeLSTM's W or R ([directions, K, 4H], 8-bit) minus its zero point, transposed
+    as QuantizedLstmLayer reads it ([directions, 4H, K]), as int8 when the values fit (zero points
+    0) and int16 otherwise; and its scale per direction and column [directions, 4H]."""
     value = graph.tensor(node.inputs[index]).value.astype(np.int32)
-    directions, k, gh = value.shape
+    directions, _, gh = value.shape
     scale = graph.tensor(node.inputs[_QUANT + 2 * (index == _R)]).value.astype(np.float32)
     zero_point = graph.tensor(node.inputs[_QUANT + 2 * (index == _R) + 1]).value.astype(np.int32)
     zero_point = zero_point[:, None, :] if zero_point.ndim == 2 else zero_point[:, None, None]
     centred = value - zero_point
     dtype, np_type = (3, np.int8) if centred.min() >= -128 and centred.max() <= 127 else (5, np.int16)
-    panels = -(-gh // PANEL)
-    padded = np.zeros((directions, k, panels * PANEL), np.int32)
-    padded[:, :, :gh] = centred
-    packed = padded.reshape(directions, k, panels, PANEL).transpose(0, 2, 1, 3).astype(np_type)
-    scales = np.broadcast_to(scale[:, :] if scale.ndim == 2 else scale[:, None], (directions, gh))
-    return [np.ascontiguousarray(p) for p in packed], dtype, np.ascontiguousarray(scales)
+    scales = np.broadcast_to(scale if scale.ndim == 2 else scale[:, None], (directions, gh))
+    return np.ascontiguousarray(centred.transpose(0, 2, 1)).astype(np_type), dtype, np.ascontiguousarray(scales)
 
 
 def _runtime_layout(node, graph, g):
@@ -361,10 +357,9 @@ def _quantized_call(node, ctx, g, direction, label, params, outputs, y_dir, stat
     weights = {letter: _quantized_weights(node, graph, g, index) for index, letter in ((_W, "w"), (_R, "r"))}
     # One element type for both (the kernel's TW): int16 if either needs it.
     dtype = max(dtype for _, dtype, _ in weights.values())
-    for letter, (packed, _, scales) in weights.items():
-        names[letter] = ctx.derived_constant(node, f"{letter}_packed{label}", packed[direction], dtype=dtype,
-                                             comment=f"{letter.upper()} minus its zero point, packed in panels of "
-                                                     "16 columns at generation time")
+    for letter, (centred, _, scales) in weights.items():
+        names[letter] = ctx.derived_constant(node, f"{letter}_centred{label}", centred[direction], dtype=dtype,
+                                             comment=f"{letter.upper()} minus its zero point, one row per output")
         names[letter + "_scale"] = ctx.derived_constant(node, f"{letter}_scale{label}", scales[direction],
                                                         comment="the scale of each column")
     names["w_type"] = ir.cpp_type(dtype)
