@@ -341,7 +341,9 @@ def generate(graph, *, namespace, class_name, header_include, model_label, cpu, 
         profile = dict(num_steps=len(steps), accumulators=names.take("profile_step_ns_"),
                        clock=names.take("profile_clock_"), lap=names.take("ProfileLap"),
                        count=names.take("kProfiledSteps"), method=names.take("StepTimes"))
-    guard = cpp.identifier(f"{namespace}_{class_name}_H_".replace("::", "_")).upper()
+    # From the same length-prefixed, case-kept parts as the blob's symbols: `a::b_c` and `a_b::c`
+    # (or `a` and `A`) never share a guard, so one file can include both headers.
+    guard = blob_symbol_prefix(namespace, class_name) + "_H_"
     common = dict(
         namespace=namespace, class_name=class_name, header_include=header_include,
         model_label=cpp.comment_text(model_label),

@@ -114,8 +114,8 @@ def test_weights_go_to_a_blob_the_assembler_embeds(tmp_path):
 
 
 def test_two_models_link_into_one_program(tmp_path):
-    # Two classes' weights meet in one link: their symbols must not collide, even when the
-    # namespaces differ only in where `::` falls.
+    # Two classes meet in one file and one link: their include guards and weight symbols must
+    # not collide, even when the namespaces differ only in where `::` falls.
     from helpers import _kernels_include, write_generated
     import subprocess
 
@@ -123,13 +123,13 @@ def test_two_models_link_into_one_program(tmp_path):
                        {"c": np.array([1, 2, 3, 4], np.float32)})
     path = save(model, tmp_path)
     sources = []
-    for stem, namespace in (("one", "a::bc"), ("two", "ab::c")):
+    for stem, namespace in (("one", "a::b_c"), ("two", "a_b::c")):
         files = cli.generate_files(path, {}, cpu="generic", namespace=namespace, class_name="M",
                                    header_include=f"{stem}.h", model_label="m",
                                    weights_path=str(tmp_path / f"{stem}_weights.bin"))
         sources += write_generated(files, str(tmp_path), stem)
     (tmp_path / "main.cc").write_text(
-        '#include "one.h"\n#include "two.h"\nint main() {\n  static a::bc::M one;\n  static ab::c::M two;\n'
+        '#include "one.h"\n#include "two.h"\nint main() {\n  static a::b_c::M one;\n  static a_b::c::M two;\n'
         "  float x[4] = {1, 1, 1, 1}, y[4], z[4];\n  one.Run(x, y);\n  two.Run(x, z);\n"
         "  return y[3] == 5.f && z[0] == 2.f ? 0 : 1;\n}\n")
     binary = tmp_path / "main"
