@@ -129,6 +129,16 @@ class EmitContext:
         self.weight_bytes = 0
         # Tensors some step reads or writes; only their pointers are declared in Run().
         self.used = set()
+        self._neutral_counts = {}
+
+    def _take(self, readable, neutral):
+        """An identifier for a helper: from the node or tensor it serves, or, obfuscated, a
+        numbered neutral one, because these names reach the object files' symbol tables (template
+        instances, local data), which only stripping removes."""
+        if not self.masked:
+            return self._names.take(readable)
+        self._neutral_counts[neutral] = self._neutral_counts.get(neutral, 0) + 1
+        return self._names.take(f"{neutral}{self._neutral_counts[neutral]}")
 
     def ptr(self, tensor_name):
         self.used.add(tensor_name)
@@ -136,7 +146,7 @@ class EmitContext:
         # A constant reads from its embedded array even when it is also a graph output (whose
         # buffer it is copied into at the end of Run()).
         if tensor.is_constant and tensor_name not in self._constant_vars:
-            var = self._names.take("kWeight" + cpp.camel_case(cpp.identifier(tensor_name)))
+            var = self._take("kWeight" + cpp.camel_case(cpp.identifier(tensor_name)), "kWeight")
             self._constant_vars[tensor_name] = var
             self.blob.add(tensor.value, tensor.dtype, var=var,
                           comment=cpp.comment_text(f"Constant '{tensor_name}': {tensor.describe()}"))
@@ -164,7 +174,7 @@ class EmitContext:
         return f"reinterpret_cast<{cpp_type}*>(arena_ + {self._plan.scratch[node.name]})"
 
     def param_struct(self, node, fields):
-        name = self._names.take(cpp.camel_case(node.name) + "Params")
+        name = self._take(cpp.camel_case(node.name) + "Params", "StepParams")
         rows = []
         for field, value in fields:
             if isinstance(value, tuple):
@@ -184,7 +194,7 @@ class EmitContext:
 
     def int_table(self, node, label, values):
         ops.check_table_size(node, label, len(values))
-        name = self._names.take(cpp.identifier(f"k_{cpp.camel_case(node.name)}_{label}"))
+        name = self._take(cpp.identifier(f"k_{cpp.camel_case(node.name)}_{label}"), "kTable")
         self.derived.append((cpp.comment_text(f"{label} of node '{node.name}' ({node.op_type})."), "std::size_t", name,
                              len(values), _format_indices(values)))
         return name
@@ -192,7 +202,7 @@ class EmitContext:
     def derived_constant(self, node, label, array, comment="computed at generation time", dtype=1):
         """Embeds an array the generator computed (folded or packed weights), of ONNX element type
         `dtype` (float32 unless given); counts as weights."""
-        name = self._names.take("k" + cpp.camel_case(node.name) + cpp.camel_case(label))
+        name = self._take("k" + cpp.camel_case(node.name) + cpp.camel_case(label), "kDerived")
         entry = self.blob.add(array, dtype, var=name,
                               comment=cpp.comment_text(f"{label} of node '{node.name}' ({node.op_type}), {comment}."))
         self.weight_bytes += entry["nbytes"]

@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from helpers import _kernels_include, assert_close, compile_and_run, save, write_generated
-from pure_model_codegen import cli, obfuscate
+from pure_model_codegen import cli, cpp, obfuscate
 from pure_model_codegen.errors import CodegenError
 
 
@@ -188,3 +188,9 @@ def test_library_rodata_names_nothing_of_the_model(tmp_path):
         if not obfuscated:
             assert inits["conv_b"].tobytes() in rodata  # the control: the weights are there
         assert os.path.getsize(objects[1]) > 0
+        if obfuscated:
+            # Nor does the symbol table of the unstripped objects (template instances over the
+            # steps' parameter structs, local data): obfuscated, helpers have neutral names.
+            symbols = subprocess.run(["nm", "-C", *objects], capture_output=True, text=True, check=True).stdout
+            for name in names:
+                assert cpp.camel_case(name) not in symbols and name not in symbols, f"'{name}' in the symbol table"
