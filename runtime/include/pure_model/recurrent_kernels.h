@@ -400,20 +400,35 @@ inline float QuantizeForProduct(const float* x, std::size_t ranged, std::size_t 
 
 // For `rows` rows of x ([rows][K] integers), out[r][m] = float(sum over k of x[r][k] * W[m][k])
 // * multiplier[m]. W: [M][K] integers (zero point already subtracted), each output's weights
-// contiguous, so that every sum is a dot product of two contiguous rows: compilers vectorise that
-// with multiply-add-pairs instructions (pmaddwd, smlal) into exact int32 sums.
+// contiguous, so that every sum is a dot product of contiguous rows: compilers vectorise that
+// with multiply-add-pairs instructions (pmaddwd, smlal) into exact int32 sums. Four outputs at
+// a time share each load of x (M = 4 * hidden is always a multiple of four).
 template <int K, int M, typename TW>
 inline void QuantizedRecurrentProduct(const std::int16_t* x, int rows, const TW* w, const float* multiplier,
                                       float* out) {
   // |x| and |w| are at most 255: K of these products fit in an int32.
   static_assert(static_cast<long long>(K) * 255 * 255 < (1LL << 31), "the products overflow int32");
-  for (int m = 0; m < M; ++m) {
-    const TW* column = w + static_cast<std::size_t>(m) * K;
+  static_assert(M % 4 == 0, "the LSTM's four gates");
+  for (int m = 0; m < M; m += 4) {
+    const TW* w0 = w + static_cast<std::size_t>(m) * K;
+    const TW* w1 = w0 + K;
+    const TW* w2 = w1 + K;
+    const TW* w3 = w2 + K;
     for (int r = 0; r < rows; ++r) {
       const std::int16_t* xr = x + static_cast<std::size_t>(r) * K;
-      std::int32_t sum = 0;
-      for (int k = 0; k < K; ++k) sum += static_cast<std::int32_t>(xr[k]) * static_cast<std::int32_t>(column[k]);
-      out[static_cast<std::size_t>(r) * M + m] = static_cast<float>(sum) * multiplier[m];
+      std::int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      for (int k = 0; k < K; ++k) {
+        const std::int32_t xk = xr[k];
+        s0 += xk * static_cast<std::int32_t>(w0[k]);
+        s1 += xk * static_cast<std::int32_t>(w1[k]);
+        s2 += xk * static_cast<std::int32_t>(w2[k]);
+        s3 += xk * static_cast<std::int32_t>(w3[k]);
+      }
+      float* y = out + static_cast<std::size_t>(r) * M + m;
+      y[0] = static_cast<float>(s0) * multiplier[m];
+      y[1] = static_cast<float>(s1) * multiplier[m + 1];
+      y[2] = static_cast<float>(s2) * multiplier[m + 2];
+      y[3] = static_cast<float>(s3) * multiplier[m + 3];
     }
   }
 }
