@@ -18,6 +18,13 @@ _ISA_COPTS = select({
     "//conditions:default": [],
 })
 
+# Floating-point operations never trap in the generated code (nothing reads the exception
+# flags), and telling the compiler so changes no result. Without it gcc 16 keeps a branch for
+# selects whose sides do arithmetic (Clip, the Tanh, Exp and Sigmoid kernels), so those loops
+# stay scalar and mispredict: a Clip over 819200 floats took 1.3 ms instead of 0.07 ms. Always
+# added, whatever `copts` a caller gives.
+_FP_COPTS = ["-fno-trapping-math"]
+
 def pure_model_library(
         name,
         model,
@@ -212,7 +219,7 @@ def _generated_library(prefix, library_name, visibility, codegen_args, library_k
         srcs = [prefix + ".cc", prefix + "_weights.S"],
         # Read by the assembler (`.incbin`), never parsed by the compiler.
         additional_compiler_inputs = [prefix + "_weights.bin"],
-        copts = copts + _ISA_COPTS,
+        copts = copts + _ISA_COPTS + _FP_COPTS,
         deps = [Label("//runtime:kernels")],
         visibility = visibility,
         tags = tags,
