@@ -85,7 +85,7 @@ _KEYWORDS = set("""
     out_head cosine sine x1 x2 lu det pivot swapped diagonal factor taps at0 at1 at2 line top top_index
     update state token key_row gate rate recalled in_row history
 """.split())
-_RESERVED_PATTERN = re.compile(r"^(i\d+|_.*|.*__.*)$")
+_RESERVED_PATTERN = re.compile(r"^(i\d+|v\d+|_.*|.*__.*)$")
 
 
 def is_reserved(name):

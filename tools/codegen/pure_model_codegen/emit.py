@@ -221,6 +221,9 @@ def _describe_step(node, graph):
     ins = ", ".join(f"'{n}' {graph.tensor(n).describe()}" for n in node.inputs if n)
     outs = ", ".join(f"'{n}' {graph.tensor(n).describe()}" for n in node.outputs if n)
     text = f"node '{node.name}' ({node.op_type}): {ins} -> {outs}"
+    if "_members" in node.attrs:  # a fused step (passes/fuse_elementwise.py)
+        members = ", ".join(f"'{m.name}' ({m.op_type})" for m in node.attrs["_members"])
+        text = f"nodes {members} in one loop: {ins} -> {outs}"
     if "_folded_batchnorm" in node.attrs:
         text += f"; includes node '{node.attrs['_folded_batchnorm']}' (BatchNormalization), folded into weights"
     if "_fused_residual" in node.attrs:

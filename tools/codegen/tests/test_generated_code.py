@@ -10,12 +10,15 @@ from helpers import make_model, save
 from pure_model_codegen import cli, frontend, memory, passes
 
 
-def _chain_model():
-    nodes = [helper.make_node("Relu", ["x"], ["a"], name="first"),
-             helper.make_node("Sigmoid", ["a"], ["b"], name="second"),
-             helper.make_node("Tanh", ["b"], ["c"], name="third"),
-             helper.make_node("Abs", ["c"], ["y"], name="fourth")]
+def _chain_model(ops=("Relu", "Sigmoid", "Tanh", "Abs")):
+    names = ["x", "a", "b", "c", "y"]
+    nodes = [helper.make_node(op, [names[i]], [names[i + 1]], name=name)
+             for i, (op, name) in enumerate(zip(ops, ("first", "second", "third", "fourth")))]
     return make_model(nodes, [("x", [1, 256])], [("y", [1, 256])])
+
+
+# Steps that are not elementwise, so that each stays a step of its own with its output in the arena.
+_UNFUSED_CHAIN = ("Softmax", "LogSoftmax", "Softmax", "LogSoftmax")
 
 
 def _generate(path):
@@ -33,13 +36,20 @@ def test_byte_identical_for_same_input(tmp_path):
 
 
 def test_every_node_has_a_commented_step(tmp_path):
-    source = _generate(save(_chain_model(), tmp_path))["source"]
+    source = _generate(save(_chain_model(_UNFUSED_CHAIN), tmp_path))["source"]
     for name in ("first", "second", "third", "fourth"):
         assert re.search(rf"// Step \d+: node '{name}'", source)
 
 
+def test_a_fused_step_names_every_node_it_covers(tmp_path):
+    source = _generate(save(_chain_model(), tmp_path))["source"]
+    assert re.search(r"// Step 1: nodes 'first' \(Relu\), 'second' \(Sigmoid\), 'third' \(Tanh\), 'fourth' \(Abs\) "
+                     r"in one loop", source)
+    assert "// Step 2" not in source
+
+
 def test_arena_reuses_dead_buffers(tmp_path):
-    graph = passes.run_all(frontend.import_model(save(_chain_model(), tmp_path)))
+    graph = passes.run_all(frontend.import_model(save(_chain_model(_UNFUSED_CHAIN), tmp_path)))
     plan = memory.plan(graph)
     # a, b, c are 1 KiB each; at most two are alive at once.
     assert plan.arena_bytes == 2 * 1024

@@ -148,14 +148,16 @@ def test_plain_model_has_no_profiling(tmp_path):
 
 def test_profiling_renames_nothing(tmp_path):
     # A tensor named like the profiling identifiers: the plain names stay, profiling takes others.
+    # (Softmax, not an elementwise op, so that the two steps stay apart and the tensor exists.)
     nodes = [helper.make_node("Relu", ["x"], ["profile_clock"], name="a"),
-             helper.make_node("Sigmoid", ["profile_clock"], ["y"], name="b")]
+             helper.make_node("Softmax", ["profile_clock"], ["y"], name="b")]
     path = save(make_model(nodes, [("x", [1, 16])], [("y", [1, 16])]), tmp_path)
     plain, profiled = _generate(path), _generate(path, profile_steps=True)
     assert "profile_clock_ = " in plain["source"]
     assert "profile_clock_2 = std::chrono::steady_clock::now();" in profiled["source"]
     x = np.random.default_rng(2).standard_normal((1, 16)).astype(np.float32)
     num_steps, names, _, outs = _compile_and_run(profiled, str(tmp_path), [x], 1)
-    assert (num_steps, names) == (2, ["1: a (Relu)", "2: b (Sigmoid)"])
-    expected = 1 / (1 + np.exp(-np.maximum(x, 0)))
+    assert (num_steps, names) == (2, ["1: a (Relu)", "2: b (Softmax)"])
+    relu = np.maximum(x, 0)
+    expected = np.exp(relu - relu.max()) / np.exp(relu - relu.max()).sum()
     np.testing.assert_allclose(np.fromfile(outs[0], dtype=np.float32).reshape(1, 16), expected, rtol=1e-5)

@@ -774,3 +774,53 @@ def _dropout_emit(node, ctx):
 
 
 register("Dropout", infer=_dropout_infer, evaluate=_dropout_evaluate, emit=_dropout_emit, narrow_floats=True)
+
+
+# --- one element of a fused loop (passes/fuse_elementwise.py, ops/fused_elementwise.py) ----------
+
+_FUSIBLE_BINARY = ("Add", "Sub", "Mul", "Div", "Max", "Min")
+
+
+def fused_step(node, graph):
+    """How a float32 elementwise node computes one element inside a fused loop, or None if it cannot.
+
+    Returns (operands, code): the input tensors it reads, and code(values, result) -> C++ lines
+    that define the float `result` from the operands' element values (C++ names, in order),
+    computed exactly as the node's own step computes them.
+    """
+    if node.domain or not node.outputs or not node.outputs[0] or any(o for o in node.outputs[1:]):
+        return None
+    named = [n for n in node.inputs if n]
+    if any(graph.tensor(n).dtype != 1 for n in named + node.outputs[:1]):
+        return None
+    lit = lambda value: literal(value, 1)  # noqa: E731
+    if node.op_type in _UNARY:
+        dtypes, expr, _, defaults, *out_dtype = _UNARY[node.op_type]
+        if 1 not in dtypes or (out_dtype and out_dtype[0]) or len(node.inputs) != 1:
+            return None
+        attrs = {k: (v if isinstance(v, (str, int)) else lit(v)) for k, v in _unary_attrs(node, defaults).items()}
+        if KERNEL_ATTR in node.attrs:
+            attrs[KERNEL_ATTR] = node.attrs[KERNEL_ATTR]
+        body = expr(1, lit, attrs)
+        return [node.inputs[0]], lambda values, r: [f"float {r};", f"{{ const float v = {values[0]}; {r} = {body}; }}"]
+    if node.op_type in _FUSIBLE_BINARY:
+        if len(node.inputs) != 2 or _legacy(node):
+            return None
+        _, expr = _BINARY[node.op_type][1](1, node)
+        return list(node.inputs), lambda values, r: [f"const float {r} = {expr.format(*values)};"]
+    if node.op_type == "Clip" and clip_bounds_known(node, graph):
+        lo, hi = clip_bounds(node, graph)
+        steps = []
+        if lo != -np.inf:
+            steps.append(lambda x, r: f"{x} < {lit(lo)} ? {lit(lo)} : {x}")
+        if hi != np.inf:
+            steps.append(lambda x, r: f"{x} > {lit(hi)} ? {lit(hi)} : {x}")
+
+        def code(values, r):
+            # One select per bound, as the Clip step has them: NaN passes through.
+            lines, current = [f"float {r} = {values[0]};"], r
+            for step in steps:
+                lines.append(f"{r} = {step(current, r)};")
+            return lines
+        return [node.inputs[0]], code
+    return None

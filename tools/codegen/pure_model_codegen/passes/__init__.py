@@ -4,8 +4,8 @@ Each pass is one module with one `run(graph)` function that returns the (possibl
 graph, so that each can be tested alone.
 """
 
-from pure_model_codegen.passes import (check_ops, eliminate_dead, fold_batchnorm, fuse_activations, fuse_residual,
-                                       propagate, runtime_quantization)
+from pure_model_codegen.passes import (check_ops, eliminate_dead, fold_batchnorm, fuse_activations,
+                                       fuse_elementwise, fuse_residual, propagate, runtime_quantization)
 
 PIPELINE = (
     check_ops,  # every op is one we implement, before any work is done
@@ -15,6 +15,7 @@ PIPELINE = (
     fuse_residual,  # Add(Conv(x), skip) into the Conv
     runtime_quantization,  # Sigmoid as ONNX Runtime computes it, in models that quantize at run time
     fuse_activations,  # Relu/Clip/Sigmoid into the Conv or Gemm that produces their input
+    fuse_elementwise,  # chains of elementwise nodes into one loop
 )
 
 

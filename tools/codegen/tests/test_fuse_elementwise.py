@@ -1,0 +1,88 @@
+"""passes/fuse_elementwise.py and the FusedElementwise step it makes: same results, fewer steps."""
+
+import re
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+
+from helpers import check_model, make_model, save
+from pure_model_codegen import cli, frontend, passes
+from pure_model_codegen.errors import CodegenError
+
+
+def _steps(source):
+    return re.findall(r"// Step \d+: (.*)", source)
+
+
+def test_hardswish_chain_with_broadcasts_and_a_shared_intermediate(tmp_path):
+    # PP-OCR's hardswish around a scalar affine, a per-channel Add, a NaN through Clip and Max,
+    # and 'b' read both inside the group and by a graph output.
+    nodes = [helper.make_node("Mul", ["x", "w0"], ["a"], name="scale"),
+             helper.make_node("Add", ["a", "w1"], ["b"], name="shift"),
+             helper.make_node("Add", ["b", "three"], ["c"], name="plus3"),
+             helper.make_node("Clip", ["c", "lo", "hi"], ["d"], name="relu6"),
+             helper.make_node("Mul", ["b", "d"], ["e"], name="gate"),
+             helper.make_node("Div", ["e", "six"], ["f"], name="div6"),
+             helper.make_node("Tanh", ["f"], ["g"], name="tanh"),
+             helper.make_node("Add", ["g", "per_channel"], ["h"], name="bias"),
+             helper.make_node("Max", ["h", "row"], ["y"], name="max"),
+             helper.make_node("Neg", ["b"], ["z"], name="side")]
+    inits = {"w0": np.float32(1.5), "w1": np.float32(0.25), "three": np.float32(3), "lo": np.float32(0),
+             "hi": np.float32(6), "six": np.float32(6), "per_channel": np.arange(4, dtype=np.float32).reshape(1, 4, 1, 1),
+             "row": np.linspace(-1, 1, 5).astype(np.float32)}
+    x = np.random.default_rng(0).standard_normal((2, 4, 3, 5)).astype(np.float32) * 4
+    x[0, 0, 0, :2] = np.nan
+    files = check_model(tmp_path, nodes, {"x": x}, ["y", "z", "b"], inits)
+    steps = _steps(files["source"])
+    assert len(steps) == 1
+    for name in ("scale", "shift", "plus3", "relu6", "gate", "div6", "tanh", "bias", "max", "side"):
+        assert f"'{name}'" in steps[0]
+
+
+def test_a_tensor_read_in_between_keeps_the_groups_apart(tmp_path):
+    # 'a' is read by a Softmax that runs before 'c': moving 'a' to where 'c' runs would be too late.
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="relu"),
+             helper.make_node("Softmax", ["a"], ["s"], name="softmax"),
+             helper.make_node("Mul", ["a", "s"], ["c"], name="mul"),
+             helper.make_node("Neg", ["c"], ["y"], name="neg")]
+    x = np.random.default_rng(1).standard_normal((3, 8)).astype(np.float32)
+    files = check_model(tmp_path, nodes, {"x": x}, ["y"])
+    steps = _steps(files["source"])
+    assert len(steps) == 3 and "'mul' (Mul), 'neg' (Neg) in one loop" in steps[2]
+
+
+def test_groups_keep_to_one_shape_and_to_float32(tmp_path):
+    # The Add broadcasts up to a larger shape: it starts a group of its own. The int32 ops stay.
+    nodes = [helper.make_node("Sigmoid", ["x"], ["a"], name="sigmoid"),
+             helper.make_node("Abs", ["a"], ["b"], name="abs"),
+             helper.make_node("Add", ["b", "wide"], ["c"], name="widen"),
+             helper.make_node("Sqrt", ["c"], ["y"], name="sqrt"),
+             helper.make_node("Neg", ["k"], ["m"], name="ineg"),
+             helper.make_node("Abs", ["m"], ["n"], name="iabs")]
+    feeds = {"x": np.random.default_rng(2).standard_normal((1, 6)).astype(np.float32),
+             "k": np.array([[-3, 4, -5]], np.int32)}
+    files = check_model(tmp_path, nodes, feeds, ["y", "n"], {"wide": np.ones((4, 1), np.float32)})
+    steps = _steps(files["source"])
+    assert len(steps) == 4
+    assert "'sigmoid' (Sigmoid), 'abs' (Abs) in one loop" in steps[0]
+    assert "'widen' (Add), 'sqrt' (Sqrt) in one loop" in steps[1]
+
+
+def test_the_pass_leaves_no_tensor_behind(tmp_path):
+    nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Exp", ["a"], ["y"])]
+    model = make_model(nodes, [("x", [2, 3])], [("y", [2, 3])])
+    graph = passes.run_all(frontend.import_model(save(model, tmp_path)))
+    assert [n.op_type for n in graph.nodes] == ["FusedElementwise"]
+    assert "a" not in graph.tensors and graph.nodes[0].outputs == ["y"]
+
+
+def test_a_model_cannot_name_the_fused_op(tmp_path):
+    node = helper.make_node("FusedElementwise", ["x"], ["y"], domain="pure_model")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("pure_model", 1)],
+                              ir_version=9)
+    with pytest.raises(CodegenError, match="fused step"):
+        cli.generate_files(save(model, tmp_path), {}, cpu="generic", namespace="t", class_name="M",
+                           header_include="m.h", model_label="m")
