@@ -85,10 +85,19 @@ inline void ConvTransposePacked(const float* x, W packed, B bias, float* y, floa
   constexpr int kPanels = (kRows + kGemmRows - 1) / kGemmRows;
   constexpr int kPositions = P::kD * P::kH * P::kW;
   constexpr int kOutPlane = P::kOD * P::kOH * P::kOW;
+  // Kernel == stride, no padding, no dilation, and the output exactly the input times the
+  // stride: every output element receives exactly one tap, so each result is written once (with
+  // the bias), in place of the bias fill and adds. The kKW taps of one (m, kd, kh) are adjacent
+  // rows of a panel (kGemmRows is a multiple of kKW), and interleave into one contiguous stretch
+  // of an output row.
+  constexpr bool kTiles = P::kKD == P::kStrideD && P::kKH == P::kStrideH && P::kKW == P::kStrideW &&
+                          P::kPadD == 0 && P::kPadH == 0 && P::kPadW == 0 && P::kDilD == 1 && P::kDilH == 1 &&
+                          P::kDilW == 1 && P::kOD == P::kD * P::kKD && P::kOH == P::kH * P::kKH &&
+                          P::kOW == P::kW * P::kKW && kGemmRows % P::kKW == 0;
   float* panel_x = scratch;
   for (int n = 0; n < P::kN; ++n) {
     float* out = y + static_cast<std::size_t>(n) * P::kM * kOutPlane;
-    for (int m = 0; m < P::kM; ++m) {
+    for (int m = 0; m < P::kM && !kTiles; ++m) {
       const float b = OptionalAt(bias, m);
       for (int i = 0; i < kOutPlane; ++i) out[static_cast<std::size_t>(m) * kOutPlane + i] = b;
     }
@@ -124,6 +133,27 @@ inline void ConvTransposePacked(const float* x, W packed, B bias, float* y, floa
           float tile[kGemmRows][kGemmCols];
           std::memcpy(tile, acc, sizeof(tile));
           const int rows = kRows - panel * kGemmRows < kGemmRows ? kRows - panel * kGemmRows : kGemmRows;
+          if constexpr (kTiles) {
+            for (int i = 0; i < rows; i += P::kKW) {
+              const int r = panel * kGemmRows + i;  // the row of kw = 0
+              const int tap = r % kTaps;
+              const int kh = tap / P::kKW % P::kKH;
+              const int kd = tap / (P::kKW * P::kKH);
+              const float b = OptionalAt(bias, g * kMg + r / kTaps);
+              float* plane = out_group + static_cast<std::size_t>(r / kTaps) * kOutPlane;
+              for (int k = 0; k < num_runs; ++k) {
+                const ColumnRun& run = runs[k];
+                const int od = run.id * P::kKD + kd;
+                const int oh = run.ih * P::kKH + kh;
+                float* out_row = plane + (static_cast<std::size_t>(od) * P::kOH + oh) * P::kOW + run.iw0 * P::kKW;
+                const int length = run.end - run.begin;
+                for (int j = 0; j < length; ++j) {
+                  for (int kw = 0; kw < P::kKW; ++kw) out_row[j * P::kKW + kw] = tile[i + kw][run.begin + j] + b;
+                }
+              }
+            }
+            continue;
+          }
           for (int i = 0; i < rows; ++i) {
             const int r = panel * kGemmRows + i;
             const int tap = r % kTaps;

@@ -273,6 +273,20 @@ def test_convtranspose_constant_weights(tmp_path):
     _check_nodes(tmp_path / "3d", nodes, {"x3": x3}, {"w_3d": inits["w_3d"]}, opset=17)
 
 
+def test_convtranspose_kernel_equal_to_stride(tmp_path):
+    """Taps that never overlap (PP-OCR's upsampling): each output written once, with the bias."""
+    x2 = RNG.uniform(-1, 1, (2, 6, 5, 7)).astype(np.float32)
+    x1 = RNG.uniform(-1, 1, (1, 3, 37)).astype(np.float32)
+    x3 = RNG.uniform(-1, 1, (1, 4, 2, 3, 5)).astype(np.float32)
+    inits = {"w2": RNG.uniform(-1, 1, (6, 5, 2, 3)).astype(np.float32), "b2": RNG.uniform(-1, 1, (5,)).astype(np.float32),
+             "w1": RNG.uniform(-1, 1, (3, 3, 4)).astype(np.float32),
+             "w3": RNG.uniform(-1, 1, (4, 3, 2, 2, 2)).astype(np.float32), "b3": RNG.uniform(-1, 1, (3,)).astype(np.float32)}
+    nodes = [helper.make_node("ConvTranspose", ["x2", "w2", "b2"], ["two_d"], strides=[2, 3]),
+             helper.make_node("ConvTranspose", ["x1", "w1"], ["one_d"], strides=[4]),
+             helper.make_node("ConvTranspose", ["x3", "w3", "b3"], ["three_d"], strides=[2, 2, 2])]
+    _check_nodes(tmp_path, nodes, {"x2": x2, "x1": x1, "x3": x3}, inits, opset=17)
+
+
 def test_convtranspose_output_shape_and_auto_pad(tmp_path):
     x = RNG.uniform(-1, 1, (1, 2, 4, 5)).astype(np.float32)
     w = RNG.uniform(-1, 1, (2, 3, 3, 3)).astype(np.float32)
