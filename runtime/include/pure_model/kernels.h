@@ -765,24 +765,48 @@ inline void AveragePool2D(const float* x, float* y) {
 }
 
 // Mean (or max) over the trailing `kSpatial` elements of each of `kNC` rows.
+// Partial results kept in this many independent lanes by the reductions below: a whole number of
+// vectors on every target, and enough of them that consecutive adds do not wait on each other. A
+// single running sum would be one long dependency chain the compiler may not reorder.
+constexpr int kReduceLanes = 32;
+
+// The sum of x[0 .. kCount), lane by lane, the lanes added together at the end.
+template <int kCount>
+inline float LaneSum(const float* x) {
+  float lanes[kReduceLanes] = {};
+  int i = 0;
+  for (; i + kReduceLanes <= kCount; i += kReduceLanes) {
+    for (int l = 0; l < kReduceLanes; ++l) lanes[l] += x[i + l];
+  }
+  for (int l = 0; i < kCount; ++i, ++l) lanes[l] += x[i];
+  float sum = 0.f;
+  for (int l = 0; l < kReduceLanes; ++l) sum += lanes[l];
+  return sum;
+}
+
 template <int kNC, int kSpatial>
 inline void GlobalAveragePool(const float* x, float* y) {
   for (int nc = 0; nc < kNC; ++nc) {
-    const float* in = x + static_cast<std::size_t>(nc) * kSpatial;
-    float sum = 0.f;
-    for (int i = 0; i < kSpatial; ++i) sum += in[i];
-    y[nc] = sum / static_cast<float>(kSpatial);
+    y[nc] = LaneSum<kSpatial>(x + static_cast<std::size_t>(nc) * kSpatial) / static_cast<float>(kSpatial);
   }
 }
+
+// max(best, v), where NaN wins (as numpy.max): a select the compiler vectorises.
+inline float MaxOrNaN(float best, float v) { return v > best || v != v ? v : best; }
 
 template <int kNC, int kSpatial>
 inline void GlobalMaxPool(const float* x, float* y) {
   for (int nc = 0; nc < kNC; ++nc) {
     const float* in = x + static_cast<std::size_t>(nc) * kSpatial;
-    float best = -std::numeric_limits<float>::infinity();
-    for (int i = 0; i < kSpatial; ++i) {
-      if (in[i] > best || in[i] != in[i]) best = in[i];
+    float lanes[kReduceLanes];
+    for (int l = 0; l < kReduceLanes; ++l) lanes[l] = -std::numeric_limits<float>::infinity();
+    int i = 0;
+    for (; i + kReduceLanes <= kSpatial; i += kReduceLanes) {
+      for (int l = 0; l < kReduceLanes; ++l) lanes[l] = MaxOrNaN(lanes[l], in[i + l]);
     }
+    for (int l = 0; i < kSpatial; ++i, ++l) lanes[l] = MaxOrNaN(lanes[l], in[i]);
+    float best = lanes[0];
+    for (int l = 1; l < kReduceLanes; ++l) best = MaxOrNaN(best, lanes[l]);
     y[nc] = best;
   }
 }

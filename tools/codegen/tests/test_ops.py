@@ -190,7 +190,11 @@ def test_pool(tmp_path, op, attrs):
 
 @pytest.mark.parametrize("op", ["GlobalAveragePool", "GlobalMaxPool"])
 def test_global_pool(tmp_path, op):
-    run_case(tmp_path, [helper.make_node(op, ["x"], ["y"])], {"x": rand(2, 3, 5, 4)}, [("y", None)])
+    # 99 positions: whole chunks of the kernels' lanes and a remainder; a NaN wins the max.
+    large = rand(1, 2, 9, 11)
+    large[0, 1, 4, 7] = np.nan
+    nodes = [helper.make_node(op, ["x"], ["y"]), helper.make_node(op, ["big"], ["z"])]
+    run_case(tmp_path, nodes, {"x": rand(2, 3, 5, 4), "big": large}, [("y", None), ("z", None)])
 
 
 def test_batchnorm(tmp_path):
