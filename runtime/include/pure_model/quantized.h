@@ -15,6 +15,11 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #include "pure_model/kernels.h"
 
@@ -91,157 +96,426 @@ inline void DynamicQuantizeLinear(const float* x, std::uint8_t* y, float* y_scal
 
 // --- Integer matrix products --------------------------------------------------------------
 //
-// Y[r][p] = sum_k W'[r][k] * X'[k][p], with W' = W - its zero point and X' = X - its zero point,
-// on the float GEMM of kernels.h: W' packed into panels of kGemmRows rows, [ceil(R / kGemmRows)]
-// [K][kGemmRows] floats (at generation time when W is constant), X' gathered kGemmCols columns
-// at a time into scratch, a chunk of kChunkCols columns before the panels of W run over it.
+// Y[r][l] = sum over k of P[r][k] * L[k][l], in exact int32 that wraps as ONNX's accumulator
+// does: ConvInteger with r an output channel, l an output position, P the weights and L the
+// gathered input; MatMulInteger with r a row of A, l a column of B, P = A and L = B. Both
+// operands have their zero points subtracted first, so every value lies in [-255, 255].
 //
-// Float arithmetic is exact here: W' and X' are integers in [-255, 255], so a product's magnitude
-// is at most 65025, and a sum of kExactK = 256 of them stays below 2^24, where every integer is a
-// float. The micro-kernel therefore runs over K in slices of kExactK, and each slice's sums are
-// converted to int32 and added up in wrapping 32-bit integers (unsigned lanes, as ONNX's int32
-// accumulator wraps). The FMA units run this faster than 32-bit integer multiplies would.
-constexpr int kExactK = 256;
+// K runs in pairs: the products of two 16-bit pairs summed into one 32-bit lane (vpmaddwd on
+// x86) are exact for such values (at most 2 * 255 * 255 in magnitude). The byte instructions are
+// not: vpmaddubsw saturates its 16-bit pair sums, which 255 * 127 + 255 * 127 overflows.
+//
+// P, the "pair operand", is int16 pairs (k even, k odd), broadcast to every lane, in groups of
+// kQGroupRows rows: [ceil(R / 4)][K2][4][2], K2 = ceil(K / 2). L, the "lane operand", is in
+// panels of kQLanes lanes, [ceil(lanes / 16)][K2][16][2], of int16 or of the 8-bit type itself:
+// MatMulInteger's B, packed at generation time into the weights blob, widens as it loads (its
+// zero point is accounted for after the product, see MatMulInteger). Padding (k past K, rows
+// and lanes past the end) is zero; results in padded rows and lanes are never stored.
+constexpr int kQGroupRows = 4;
+constexpr int kQLanes = 16;
+constexpr int kQPanelStep = 2 * kQLanes;  // values of one pair of k in a panel
 
-typedef std::int32_t QGemmInts __attribute__((vector_size(kGemmVectorFloats * sizeof(std::int32_t))));
-typedef std::uint32_t QGemmVector __attribute__((vector_size(kGemmVectorFloats * sizeof(std::uint32_t))));
+// The register tile: kQTileRows rows of P x kQTilePanels panels of L, whose int32 accumulators
+// stay in registers over the whole of K (measured on Zen 4: larger tiles make GCC spill
+// accumulators, as it keeps every broadcast in its own register).
+#if defined(__AVX512BW__)
+constexpr int kQTileRows = 4, kQTilePanels = 4;  // 16 of the 32 zmm registers
+#else
+constexpr int kQTileRows = 4, kQTilePanels = 1;  // with AVX2, 8 of the 16 ymm registers
+#endif
 
-struct QGemmRow {
-  QGemmVector v[kGemmRowVectors];
+// The vector operations of the tile, per target. Pairs: one pair step of a panel (32 values);
+// Acc: its 16 int32 sums; Broadcast: one pair of P in every lane.
+#if defined(__AVX512BW__)
+struct QSimd {
+  using Pairs = __m512i;
+  using Acc = __m512i;
+  using Broadcast = __m512i;
+  static Acc Zero() { return _mm512_setzero_si512(); }
+  static Pairs Load(const std::int16_t* p) { return _mm512_loadu_si512(p); }
+  static Pairs Load(const std::uint8_t* p) {
+    return _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static Pairs Load(const std::int8_t* p) {
+    return _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static Broadcast Splat(std::int32_t pair) { return _mm512_set1_epi32(pair); }
+  static Acc MulAdd(Acc acc, Broadcast w, Pairs v) { return _mm512_add_epi32(acc, _mm512_madd_epi16(w, v)); }
+  static void Store(std::int32_t* dst, Acc acc) { _mm512_storeu_si512(dst, acc); }
 };
+#elif defined(__AVX2__)
+struct QSimd {
+  struct Pairs {
+    __m256i lo, hi;  // lanes 0-7, 8-15
+  };
+  using Acc = Pairs;
+  using Broadcast = __m256i;
+  static Acc Zero() { return {_mm256_setzero_si256(), _mm256_setzero_si256()}; }
+  static Pairs Load(const std::int16_t* p) {
+    return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)),
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16))};
+  }
+  static Pairs Load(const std::uint8_t* p) {
+    return {_mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
+            _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16)))};
+  }
+  static Pairs Load(const std::int8_t* p) {
+    return {_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
+            _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16)))};
+  }
+  static Broadcast Splat(std::int32_t pair) { return _mm256_set1_epi32(pair); }
+  static Acc MulAdd(Acc acc, Broadcast w, Pairs v) {
+    return {_mm256_add_epi32(acc.lo, _mm256_madd_epi16(w, v.lo)), _mm256_add_epi32(acc.hi, _mm256_madd_epi16(w, v.hi))};
+  }
+  static void Store(std::int32_t* dst, Acc acc) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), acc.lo);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 8), acc.hi);
+  }
+};
+#else
+// Portable: GCC's generic vectors of four lanes (NEON or SSE2 registers, or scalars); wider
+// ones would change the ABI of these functions where the target lacks them. The pairs are split
+// into their even and odd values, widened to 32 bits; the arithmetic runs on unsigned lanes,
+// whose wrap-around C++ defines (the products themselves fit in int32).
+typedef std::uint32_t QLanes4 __attribute__((vector_size(4 * sizeof(std::uint32_t))));
+typedef std::int32_t QInts4 __attribute__((vector_size(4 * sizeof(std::int32_t))));
+constexpr int kQQuarters = kQLanes / 4;
+struct QSimd {
+  struct Lanes {
+    QLanes4 q[kQQuarters];
+  };
+  struct Pairs {
+    Lanes even, odd;
+  };
+  using Acc = Lanes;
+  using Broadcast = Pairs;
+  static Acc Zero() { return Acc{}; }
+  template <typename T>
+  static Pairs Load(const T* p) {
+    typedef T Eight __attribute__((vector_size(8 * sizeof(T))));
+    Pairs out;
+    for (int i = 0; i < kQQuarters; ++i) {
+      Eight v;
+      std::memcpy(&v, p + 8 * i, sizeof(v));
+      const QInts4 even = __builtin_convertvector(__builtin_shufflevector(v, v, 0, 2, 4, 6), QInts4);
+      const QInts4 odd = __builtin_convertvector(__builtin_shufflevector(v, v, 1, 3, 5, 7), QInts4);
+      out.even.q[i] = reinterpret_cast<QLanes4>(even);
+      out.odd.q[i] = reinterpret_cast<QLanes4>(odd);
+    }
+    return out;
+  }
+  static Broadcast Splat(std::int32_t pair) {
+    const std::int32_t even = static_cast<std::int16_t>(static_cast<std::uint32_t>(pair) & 0xffffu);
+    const std::int32_t odd = static_cast<std::int16_t>(static_cast<std::uint32_t>(pair) >> 16);
+    Broadcast w;
+    for (int i = 0; i < kQQuarters; ++i) {
+      w.even.q[i] = QLanes4{} + static_cast<std::uint32_t>(even);
+      w.odd.q[i] = QLanes4{} + static_cast<std::uint32_t>(odd);
+    }
+    return w;
+  }
+  static Acc MulAdd(Acc acc, const Broadcast& w, const Pairs& v) {
+    for (int i = 0; i < kQQuarters; ++i) acc.q[i] += w.even.q[i] * v.even.q[i] + w.odd.q[i] * v.odd.q[i];
+    return acc;
+  }
+  static void Store(std::int32_t* dst, const Acc& acc) { std::memcpy(dst, acc.q, sizeof(acc.q)); }
+};
+#endif
 
-// acc[i] += the exact sums of one slice of K, for the kGemmRows rows of a panel.
-template <int K>
-inline void QGemmSlice(const float* a, const float* b, QGemmRow* acc) {
-  static_assert(K <= kExactK, "float sums are exact up to kExactK products");
-  GemmRow part[kGemmRows];
-  GemmMicroKernel<K>(a, b, part);
-#pragma GCC unroll 8
-  for (int i = 0; i < kGemmRows; ++i) {
+// The int16 pair of row r (of a tile starting at a group boundary), step p, as one int32.
+template <int kPairs>
+inline std::int32_t QPairAt(const std::int16_t* pairs, int r, int p) {
+  const std::size_t index = (static_cast<std::size_t>(r / kQGroupRows) * kPairs + p) * kQGroupRows + r % kQGroupRows;
+  std::int32_t pair;
+  std::memcpy(&pair, pairs + 2 * index, sizeof(pair));
+  return pair;
+}
+
+// One register tile: y[r * row_stride + l] for kRows rows and kPanels panels of L (panel_stride
+// values apart), the last panel's first `last_lanes` lanes only.
+template <int kRows, int kPanels, int kPairs, typename TL>
+inline void QTile(const std::int16_t* pairs, const TL* lanes, std::size_t panel_stride, std::int32_t* y,
+                  std::size_t row_stride, int last_lanes) {
+  typename QSimd::Acc acc[kRows][kPanels];
+#pragma GCC unroll 32
+  for (int r = 0; r < kRows; ++r) {
 #pragma GCC unroll 4
-    for (int v = 0; v < kGemmRowVectors; ++v) {
-      acc[i].v[v] += __builtin_convertvector(__builtin_convertvector(part[i].v[v], QGemmInts), QGemmVector);
+    for (int j = 0; j < kPanels; ++j) acc[r][j] = QSimd::Zero();
+  }
+  for (int p = 0; p < kPairs; ++p) {
+    typename QSimd::Pairs v[kPanels];
+#pragma GCC unroll 4
+    for (int j = 0; j < kPanels; ++j) {
+      v[j] = QSimd::Load(lanes + j * panel_stride + static_cast<std::size_t>(p) * kQPanelStep);
+    }
+#pragma GCC unroll 32
+    for (int r = 0; r < kRows; ++r) {
+      const typename QSimd::Broadcast w = QSimd::Splat(QPairAt<kPairs>(pairs, r, p));
+#pragma GCC unroll 4
+      for (int j = 0; j < kPanels; ++j) acc[r][j] = QSimd::MulAdd(acc[r][j], w, v[j]);
+    }
+  }
+  // Unrolled, as every loop over the tile: a constant index keeps acc in registers.
+#pragma GCC unroll 32
+  for (int r = 0; r < kRows; ++r) {
+#pragma GCC unroll 4
+    for (int j = 0; j < kPanels; ++j) {
+      std::int32_t* out = y + static_cast<std::size_t>(r) * row_stride + j * kQLanes;
+      if (j < kPanels - 1 || last_lanes == kQLanes) {
+        QSimd::Store(out, acc[r][j]);
+      } else {
+        alignas(64) std::int32_t partial[kQLanes];
+        QSimd::Store(partial, acc[r][j]);
+        std::memcpy(out, partial, sizeof(std::int32_t) * last_lanes);
+      }
     }
   }
 }
 
-template <int K>
-inline void QGemmMicroKernel(const float* a, const float* b, QGemmRow* acc) {
-  for (int i = 0; i < kGemmRows; ++i) acc[i] = QGemmRow{};
-  for (int k0 = 0; k0 + kExactK <= K; k0 += kExactK) {
-    QGemmSlice<kExactK>(a + k0 * kGemmRows, b + k0 * kGemmCols, acc);
-  }
-  constexpr int kTail = K % kExactK;
-  if constexpr (kTail > 0) {
-    QGemmSlice<kTail>(a + (K - kTail) * kGemmRows, b + (K - kTail) * kGemmCols, acc);
+// QTile with the panel count known only at run time (the last tile of a row of panels).
+template <int kRows, int kPanels, int kPairs, typename TL>
+inline void QTileOfPanels(int panels, const std::int16_t* pairs, const TL* lanes, std::size_t panel_stride,
+                          std::int32_t* y, std::size_t row_stride, int last_lanes) {
+  if (panels == kPanels) {
+    QTile<kRows, kPanels, kPairs>(pairs, lanes, panel_stride, y, row_stride, last_lanes);
+  } else if constexpr (kPanels > 1) {
+    QTileOfPanels<kRows, kPanels - 1, kPairs>(panels, pairs, lanes, panel_stride, y, row_stride, last_lanes);
   }
 }
 
-// Y (kRows x kCols, element (r, p) at y[r * kRowStride + p * kColStride]) = W' X'. `gather(p0,
-// cols, dst)` writes columns p0 .. p0 + cols - 1 of X' as a [kK][kGemmCols] panel with zeros
-// past `cols`; `panels` holds kK * kChunkCols floats.
-template <int kRows, int kK, int kCols, int kChunkCols, int kRowStride, int kColStride, typename Gather>
-inline void QGemm(const float* packed_w, const Gather& gather, std::int32_t* y, float* panels) {
-  static_assert(kChunkCols % kGemmCols == 0, "chunks hold whole panels");
-  constexpr int kPanels = (kRows + kGemmRows - 1) / kGemmRows;
-  for (int c0 = 0; c0 < kCols; c0 += kChunkCols) {
-    const int chunk = kCols - c0 < kChunkCols ? kCols - c0 : kChunkCols;
-    const int blocks = (chunk + kGemmCols - 1) / kGemmCols;
-    for (int q = 0; q < blocks; ++q) {
-      const int cols = chunk - q * kGemmCols < kGemmCols ? chunk - q * kGemmCols : kGemmCols;
-      gather(c0 + q * kGemmCols, cols, panels + static_cast<std::size_t>(q) * kK * kGemmCols);
+// Y[kRows][lane_count] (rows kRowStride apart) = P L over kPairs pairs of k, tile by tile; the
+// tiles of a column of panels run one after the other, while those panels are in the cache.
+template <int kRows, int kPairs, int kRowStride, typename TL>
+inline void QPairGemm(const std::int16_t* pairs, const TL* lanes, int lane_count, std::int32_t* y) {
+  constexpr std::size_t kPanelStride = static_cast<std::size_t>(kPairs) * kQPanelStep;
+  constexpr std::size_t kTileStride = static_cast<std::size_t>(kQTileRows / kQGroupRows) * kPairs * kQGroupRows * 2;
+  constexpr int kFullTiles = kRows / kQTileRows;
+  constexpr int kLastRows = kRows % kQTileRows;
+  const int panels = (lane_count + kQLanes - 1) / kQLanes;
+  for (int j0 = 0; j0 < panels; j0 += kQTilePanels) {
+    const int tile_panels = panels - j0 < kQTilePanels ? panels - j0 : kQTilePanels;
+    const int tail = lane_count - (j0 + tile_panels - 1) * kQLanes;
+    const int last_lanes = tail < kQLanes ? tail : kQLanes;
+    const TL* tile_lanes = lanes + j0 * kPanelStride;
+    std::int32_t* tile_y = y + j0 * kQLanes;
+    for (int t = 0; t < kFullTiles; ++t) {
+      QTileOfPanels<kQTileRows, kQTilePanels, kPairs>(tile_panels, pairs + t * kTileStride, tile_lanes, kPanelStride,
+                                                      tile_y + static_cast<std::size_t>(t) * kQTileRows * kRowStride,
+                                                      kRowStride, last_lanes);
     }
-    for (int panel = 0; panel < kPanels; ++panel) {
-      const int r0 = panel * kGemmRows;
-      const int rows = kRows - r0 < kGemmRows ? kRows - r0 : kGemmRows;
-      for (int q = 0; q < blocks; ++q) {
-        const int p0 = c0 + q * kGemmCols;
-        const int cols = chunk - q * kGemmCols < kGemmCols ? chunk - q * kGemmCols : kGemmCols;
-        QGemmRow acc[kGemmRows];
-        QGemmMicroKernel<kK>(packed_w + static_cast<std::size_t>(panel) * kK * kGemmRows,
-                             panels + static_cast<std::size_t>(q) * kK * kGemmCols, acc);
-        for (int i = 0; i < rows; ++i) {
-          std::int32_t* out = y + static_cast<std::size_t>(r0 + i) * kRowStride + static_cast<std::size_t>(p0) * kColStride;
-          if (kColStride == 1 && cols == kGemmCols) {
-            std::memcpy(out, acc[i].v, sizeof(acc[i].v));
-          } else {
-            for (int j = 0; j < cols; ++j) {
-              out[static_cast<std::size_t>(j) * kColStride] =
-                  static_cast<std::int32_t>(acc[i].v[j / kGemmVectorFloats][j % kGemmVectorFloats]);
-            }
-          }
+    if constexpr (kLastRows > 0) {
+      std::int32_t* last_y = tile_y + static_cast<std::size_t>(kFullTiles) * kQTileRows * kRowStride;
+      QTileOfPanels<kLastRows, kQTilePanels, kPairs>(tile_panels, pairs + kFullTiles * kTileStride, tile_lanes,
+                                                     kPanelStride, last_y, kRowStride, last_lanes);
+    }
+  }
+}
+
+// Packs an 8-bit matrix that is a model input as the generator packs constant ones, in blocks of
+// kBlock rows by pairs of k, [ceil(kRows / kBlock)][K2][kBlock][2] (rows kRowStride apart, k
+// kKStride apart; zeros pad): kQGroupRows for a convolution's weights (pair groups),
+// kQLanes for MatMulInteger's B with its columns as the rows (lane panels).
+template <int kBlock, int kRows, int kK, int kRowStride, int kKStride, typename T>
+inline void QPackBlocks(const T* w, T* packed) {
+  constexpr int kPairs = (kK + 1) / 2;
+  constexpr int kBlocks = (kRows + kBlock - 1) / kBlock;
+  for (int b = 0; b < kBlocks; ++b) {
+    for (int p = 0; p < kPairs; ++p) {
+      for (int i = 0; i < kBlock; ++i) {
+        for (int e = 0; e < 2; ++e) {
+          const int r = b * kBlock + i, k = 2 * p + e;
+          const std::size_t at = static_cast<std::size_t>(r) * kRowStride + static_cast<std::size_t>(k) * kKStride;
+          *packed++ = r < kRows && k < kK ? w[at] : T{0};
         }
       }
     }
   }
 }
 
-// Packs W' at run time (weights that are model inputs): packed[r / kGemmRows][k][r % kGemmRows]
-// = w[r * kRowStride + k * kKStride] - zero_point[r if kPerRowZero, else 0] (0 without a zero
-// point); rows past kRows are zero.
-template <int kRows, int kK, int kRowStride, int kKStride, bool kPerRowZero, typename TW>
-inline void QPackWeights(const TW* w, const TW* zero_point, float* packed) {
-  constexpr int kPanels = (kRows + kGemmRows - 1) / kGemmRows;
-  for (int r = 0; r < kPanels * kGemmRows; ++r) {
-    float* dst = packed + static_cast<std::size_t>(r / kGemmRows) * kK * kGemmRows + r % kGemmRows;
-    if (r >= kRows) {
-      for (int k = 0; k < kK; ++k) dst[k * kGemmRows] = 0.f;
-      continue;
+// W' = W - its zero point (per row if kPerRowZero, else one; none when zero_point is nullptr) as
+// int16 pairs, from 8-bit pair groups: once per Run, a linear pass the compiler vectorizes.
+template <int kRows, int kK, bool kPerRowZero, typename T>
+inline void QExpandPairGroups(const T* packed, const T* zero_point, std::int16_t* pairs) {
+  constexpr int kPairs = (kK + 1) / 2;
+  constexpr int kGroups = (kRows + kQGroupRows - 1) / kQGroupRows;
+  constexpr int kStep = 2 * kQGroupRows;
+  for (int g = 0; g < kGroups; ++g) {
+    std::int16_t zero[kStep];
+    for (int i = 0; i < kStep; ++i) {
+      const int r = g * kQGroupRows + i / 2;
+      zero[i] = zero_point == nullptr ? 0 : zero_point[kPerRowZero ? (r < kRows ? r : kRows - 1) : 0];
     }
-    const int zero = zero_point == nullptr ? 0 : zero_point[kPerRowZero ? r : 0];
-    for (int k = 0; k < kK; ++k) {
-      dst[k * kGemmRows] = static_cast<float>(
-          w[static_cast<std::size_t>(r) * kRowStride + static_cast<std::size_t>(k) * kKStride] - zero);
+    const T* src = packed + static_cast<std::size_t>(g) * kPairs * kStep;
+    std::int16_t* dst = pairs + static_cast<std::size_t>(g) * kPairs * kStep;
+    for (int p = 0; p < kPairs; ++p) {
+#pragma GCC unroll 8
+      for (int i = 0; i < kStep; ++i) dst[p * kStep + i] = static_cast<std::int16_t>(src[p * kStep + i] - zero[i]);
     }
   }
 }
 
-// ConvInteger: int32 y = conv(x - x_zero_point, W'), NCHW, 1-D as 2-D with H = 1. Padding reads
-// as zero after the zero point is subtracted (as onnx's reference pads). Each image is shifted
-// into floats once (`shifted`, kGroups * kC * kH * kW), then every group is one QGemm whose
-// panels GatherConvPanel cuts from it. packed_w: the groups' packed W', one after the other.
-// P: kN kGroups kC kH kW kM (kC and kM per group) kKH kKW kOH kOW kStrideH kStrideW kPadTop
-//    kPadLeft kDilH kDilW kChunkCols.
-template <typename P, typename TX>
-inline void ConvInteger2D(const TX* x, const TX* x_zero_point, const float* packed_w, std::int32_t* y,
-                          float* shifted, float* panels) {
+// Interleaves a panel gathered as rows of k ([2 * K2][16] int16) into pair steps ([K2][16][2]),
+// in place: pair p occupies the same 64 bytes in both layouts.
+inline void QInterleavePanel(std::int16_t* panel, int pairs) {
+  typedef std::int16_t Row __attribute__((vector_size(kQLanes * sizeof(std::int16_t))));
+  for (int p = 0; p < pairs; ++p) {
+    Row even, odd;
+    std::int16_t* step = panel + static_cast<std::size_t>(p) * kQPanelStep;
+    std::memcpy(&even, step, sizeof(even));
+    std::memcpy(&odd, step + kQLanes, sizeof(odd));
+    const Row lo = __builtin_shufflevector(even, odd, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const Row hi = __builtin_shufflevector(even, odd, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    std::memcpy(step, &lo, sizeof(lo));
+    std::memcpy(step + kQLanes, &hi, sizeof(hi));
+  }
+}
+
+// Gathers the input values (an image already shifted by its zero point and padded, [kC][kPaddedH]
+// [kPaddedW] int16) that the weights meet at output positions p0 .. p0 + cols - 1 as one lane
+// panel: first as rows of k (zeros past K and past `cols`), then interleaved into pairs.
+template <typename P>
+inline void QGatherConvPanel(const std::int16_t* image, int p0, int cols, std::int16_t* dst) {
   constexpr int kK = P::kC * P::kKH * P::kKW;
-  constexpr int kPositions = P::kOH * P::kOW;
-  constexpr std::size_t kGroupInput = static_cast<std::size_t>(P::kC) * P::kH * P::kW;
-  constexpr std::size_t kImage = kGroupInput * P::kGroups;
-  constexpr std::size_t kPackedGroup = static_cast<std::size_t>((P::kM + kGemmRows - 1) / kGemmRows) * kK * kGemmRows;
-  const int zero = x_zero_point == nullptr ? 0 : static_cast<int>(*x_zero_point);
-  for (int n = 0; n < P::kN; ++n) {
-    const TX* image = x + n * kImage;
-    for (std::size_t e = 0; e < kImage; ++e) shifted[e] = static_cast<float>(static_cast<int>(image[e]) - zero);
-    for (int g = 0; g < P::kGroups; ++g) {
-      const float* in = shifted + g * kGroupInput;
-      const auto gather = [in](int p0, int cols, float* dst) { GatherConvPanel<P>(in, p0, cols, dst); };
-      QGemm<P::kM, kK, kPositions, P::kChunkCols, kPositions, 1>(
-          packed_w + g * kPackedGroup, gather,
-          y + (static_cast<std::size_t>(n) * P::kGroups + g) * P::kM * kPositions, panels);
+  constexpr int kPairs = (kK + 1) / 2;
+  constexpr bool kPointwise = P::kKH == 1 && P::kKW == 1 && P::kStrideH == 1 && P::kStrideW == 1 &&
+                              P::kPaddedH == P::kOH && P::kPaddedW == P::kOW;
+  std::int16_t* row = dst;
+  if (kPointwise && cols == kQLanes) {
+    for (int c = 0; c < P::kC; ++c, row += kQLanes) {
+      std::memcpy(row, image + static_cast<std::size_t>(c) * P::kOH * P::kOW + p0, sizeof(std::int16_t) * kQLanes);
     }
-  }
-}
-
-// MatMulInteger of one matrix: int32 y[M][N] = (a - a_zero_point) B', B' packed by columns (the
-// rows of the product's W' are B's columns). The rows of A are the gathered columns, so the
-// result is stored transposed (row stride 1, column stride N).
-template <int M, int K, int N, int kChunkCols, typename TA>
-inline void MatMulInteger(const TA* a, const TA* a_zero_point, const float* packed_b, std::int32_t* y,
-                          float* panels) {
-  const int zero = a_zero_point == nullptr ? 0 : static_cast<int>(*a_zero_point);
-  const auto gather = [a, zero](int p0, int cols, float* dst) {
-    for (int j = 0; j < kGemmCols; ++j) {
-      const TA* row = a + static_cast<std::size_t>(p0 + j) * K;
-      if (j < cols) {
-        for (int k = 0; k < K; ++k) dst[k * kGemmCols + j] = static_cast<float>(static_cast<int>(row[k]) - zero);
-      } else {
-        for (int k = 0; k < K; ++k) dst[k * kGemmCols + j] = 0.f;
+  } else {
+    // The panel's columns fall into runs that share an output row; within a run each kernel tap
+    // reads one row of the padded image at a fixed stride.
+    struct Run {
+      int begin, end, source;  // source: the run's first value for kernel tap (0, 0), channel 0
+    };
+    Run runs[kQLanes];
+    int num_runs = 0;
+    for (int j = 0; j < cols;) {
+      const int p = p0 + j, oh = p / P::kOW, ow = p % P::kOW;
+      const int length = cols - j < P::kOW - ow ? cols - j : P::kOW - ow;
+      runs[num_runs++] = {j, j + length, oh * P::kStrideH * P::kPaddedW + ow * P::kStrideW};
+      j += length;
+    }
+    for (int c = 0; c < P::kC; ++c) {
+      for (int kh = 0; kh < P::kKH; ++kh) {
+        for (int kw = 0; kw < P::kKW; ++kw, row += kQLanes) {
+          const std::int16_t* tap = image + (static_cast<std::size_t>(c) * P::kPaddedH + kh * P::kDilH) * P::kPaddedW +
+                                    kw * P::kDilW;
+          for (int r = 0; r < num_runs; ++r) {
+            const std::int16_t* src = tap + runs[r].source;
+            if constexpr (P::kStrideW == 1) {
+              std::memcpy(row + runs[r].begin, src, sizeof(std::int16_t) * (runs[r].end - runs[r].begin));
+            } else {
+              for (int j = runs[r].begin; j < runs[r].end; ++j) row[j] = src[(j - runs[r].begin) * P::kStrideW];
+            }
+          }
+          for (int j = cols; j < kQLanes; ++j) row[j] = 0;
+        }
       }
     }
-  };
-  QGemm<N, K, M, kChunkCols, 1, N>(packed_b, gather, y, panels);
+  }
+  for (int k = kK; k < 2 * kPairs; ++k, row += kQLanes) std::memset(row, 0, sizeof(std::int16_t) * kQLanes);
+  QInterleavePanel(dst, kPairs);
+}
+
+// ConvInteger: int32 y = conv(x - x_zero_point, w - w_zero_point), NCHW, 1-D as 2-D with H = 1.
+// w: every group's weights as 8-bit pair groups (packed at generation time when constant).
+// Scratch: `weights` (int16 pairs of all groups), `image` (one image's group, shifted and
+// padded, kC * kPaddedH * kPaddedW), `panels` (kChunkCols lanes of gathered panels).
+// P: kN kGroups kC kH kW kM (kC and kM per group) kKH kKW kOH kOW kStrideH kStrideW kPadTop
+//    kPadLeft kDilH kDilW kPaddedH kPaddedW kChunkCols kPerChannelZero.
+// Not inlined (nor MatMulInteger): inlined into Run(), these large bodies used up GCC's budget
+// for the unit's growth, and small helpers of other steps (Exp in Sigmoid) stopped being
+// inlined: ddddocr's layers before the LSTM took 5.0 ms instead of 3.2.
+template <typename P, typename TX, typename TW>
+__attribute__((noinline)) void ConvInteger2D(const TX* x, const TX* x_zero_point, const TW* w, const TW* w_zero_point,
+                                             std::int32_t* y, std::int16_t* weights, std::int16_t* image,
+                                             std::int16_t* panels) {
+  constexpr int kK = P::kC * P::kKH * P::kKW;
+  constexpr int kPairs = (kK + 1) / 2;
+  constexpr int kPositions = P::kOH * P::kOW;
+  constexpr std::size_t kGroupWeights = static_cast<std::size_t>((P::kM + kQGroupRows - 1) / kQGroupRows) *
+                                        kQGroupRows * kPairs * 2;
+  constexpr std::size_t kGroupInput = static_cast<std::size_t>(P::kC) * P::kH * P::kW;
+  constexpr std::size_t kPanelStride = static_cast<std::size_t>(kPairs) * kQPanelStep;
+  // The weights minus their zero point, once per Run.
+  for (int g = 0; g < P::kGroups; ++g) {
+    QExpandPairGroups<P::kM, kK, P::kPerChannelZero>(
+        w + g * kGroupWeights, w_zero_point == nullptr ? nullptr : w_zero_point + (P::kPerChannelZero ? g * P::kM : 0),
+        weights + g * kGroupWeights);
+  }
+  const int x_zero = x_zero_point == nullptr ? 0 : static_cast<int>(*x_zero_point);
+  for (int n = 0; n < P::kN; ++n) {
+    for (int g = 0; g < P::kGroups; ++g) {
+      // The group's input minus its zero point, inside a border of zeros (the padding).
+      const TX* in = x + (static_cast<std::size_t>(n) * P::kGroups + g) * kGroupInput;
+      std::memset(image, 0, sizeof(std::int16_t) * P::kC * P::kPaddedH * P::kPaddedW);
+      for (int c = 0; c < P::kC; ++c) {
+        for (int h = 0; h < P::kH; ++h) {
+          const TX* src = in + (static_cast<std::size_t>(c) * P::kH + h) * P::kW;
+          std::int16_t* dst =
+              image + (static_cast<std::size_t>(c) * P::kPaddedH + h + P::kPadTop) * P::kPaddedW + P::kPadLeft;
+          for (int i = 0; i < P::kW; ++i) dst[i] = static_cast<std::int16_t>(static_cast<int>(src[i]) - x_zero);
+        }
+      }
+      std::int32_t* out = y + (static_cast<std::size_t>(n) * P::kGroups + g) * P::kM * kPositions;
+      for (int c0 = 0; c0 < kPositions; c0 += P::kChunkCols) {
+        const int chunk = kPositions - c0 < P::kChunkCols ? kPositions - c0 : P::kChunkCols;
+        for (int q = 0; q * kQLanes < chunk; ++q) {
+          const int cols = chunk - q * kQLanes < kQLanes ? chunk - q * kQLanes : kQLanes;
+          QGatherConvPanel<P>(image, c0 + q * kQLanes, cols, panels + q * kPanelStride);
+        }
+        QPairGemm<P::kM, kPairs, kPositions>(weights + g * kGroupWeights, static_cast<const std::int16_t*>(panels),
+                                             chunk, out + c0);
+      }
+    }
+  }
+}
+
+// MatMulInteger of one matrix: int32 y[M][N] = (a - a_zero_point)(B - b_zero_point), B as lane
+// panels of its columns (packed at generation time when constant). A' = a - a_zero_point becomes
+// pair groups in `a_pairs` ([ceil(M / 4)][K2][4][2] int16) and its row sums `a_sums` (M int32):
+// the product runs on B itself, and b_zero_point[c] * (row sum of A') is subtracted from each
+// result after, which keeps the subtraction out of the inner loop.
+template <int M, int K, int N, bool kPerColumnZero, typename TA, typename TB>
+__attribute__((noinline)) void MatMulInteger(const TA* a, const TA* a_zero_point, const TB* packed_b,
+                                             const TB* b_zero_point, std::int32_t* y, std::int16_t* a_pairs,
+                                             std::int32_t* a_sums) {
+  constexpr int kPairs = (K + 1) / 2;
+  constexpr int kGroups = (M + kQGroupRows - 1) / kQGroupRows;
+  const int a_zero = a_zero_point == nullptr ? 0 : static_cast<int>(*a_zero_point);
+  for (int r = 0; r < M; ++r) {
+    std::uint32_t sum = 0;  // wrapping, as the products it corrects
+    for (int k = 0; k < K; ++k) {
+      sum += static_cast<std::uint32_t>(static_cast<int>(a[static_cast<std::size_t>(r) * K + k]) - a_zero);
+    }
+    a_sums[r] = static_cast<std::int32_t>(sum);
+  }
+  std::int16_t* dst = a_pairs;
+  for (int g = 0; g < kGroups; ++g) {
+    for (int p = 0; p < kPairs; ++p) {
+      for (int i = 0; i < kQGroupRows; ++i) {
+        const int r = g * kQGroupRows + i;
+        for (int e = 0; e < 2; ++e) {
+          const int k = 2 * p + e;
+          const int value = r < M && k < K ? static_cast<int>(a[static_cast<std::size_t>(r) * K + k]) - a_zero : 0;
+          *dst++ = static_cast<std::int16_t>(value);
+        }
+      }
+    }
+  }
+  QPairGemm<M, kPairs, N>(a_pairs, packed_b, N, y);
+  if (b_zero_point == nullptr) return;
+  for (int r = 0; r < M; ++r) {
+    const std::uint32_t sum = static_cast<std::uint32_t>(a_sums[r]);
+    std::int32_t* row = y + static_cast<std::size_t>(r) * N;
+    for (int c = 0; c < N; ++c) {
+      const std::uint32_t zero = static_cast<std::uint32_t>(static_cast<int>(b_zero_point[kPerColumnZero ? c : 0]));
+      row[c] = static_cast<std::int32_t>(static_cast<std::uint32_t>(row[c]) - zero * sum);
+    }
+  }
 }
 
 // y = saturate(round(float64(acc + bias[c]) * multiplier[c] + y_zero_point)) over

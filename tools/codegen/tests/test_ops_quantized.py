@@ -12,7 +12,7 @@ from onnx.reference import ReferenceEvaluator
 
 from pure_model_codegen import cli
 from pure_model_codegen.errors import CodegenError
-from pure_model_codegen.ops import conv
+from pure_model_codegen.ops import quantized
 from test_ops_types import assert_match, compile_and_run, make_model
 
 RNG = np.random.default_rng(5)
@@ -192,17 +192,17 @@ def test_conv_integer(tmp_path):
         feeds.update(f)
         inits.update(i)
     files = check(tmp_path, nodes, feeds, [n.output[0] for n in nodes], inits)
-    assert "QPackWeights" in files["source"] and "packed_weights" in files["source"]
+    assert "QPackBlocks<pure_model::kQGroupRows" in files["source"] and "packed_weights" in files["source"]
 
 
 def test_conv_integer_in_chunks(tmp_path, monkeypatch):
-    # With an L2 cache this small, the weights "do not fit": the kernel gathers several panels of
-    # positions per chunk (including a partial last one).
-    monkeypatch.setattr(conv, "_L2_BYTES", 40000)
+    # With a budget this small for the gathered panels, the kernel gathers 96 positions at a
+    # time: a chunk, then a partial last one.
+    monkeypatch.setattr(quantized, "_PANEL_BUDGET_BYTES", 40000)
     node, feeds, inits = _conv_case(0, np.uint8, np.uint8, (1, 16, 13, 11), (72, 16, 3, 3), "per_channel", True,
                                     {"pads": [1, 1, 1, 1]})
     files = check(tmp_path, [node], feeds, ["y0"], inits)
-    assert "kChunkCols = 64;" in files["source"]
+    assert "kChunkCols = 96;" in files["source"]
 
 
 def test_qlinear_conv(tmp_path):
@@ -236,7 +236,7 @@ def test_matmul_integer(tmp_path):
         helper.make_node("MatMulInteger", ["a3", "v", "az", "bz_scalar"], ["matrix_vector"]),
     ]
     files = check(tmp_path, nodes, feeds, ["batched_a", "batched_b", "vector", "matrix_vector"], inits)
-    assert "packed_b" in files["source"] and "QPackWeights" in files["source"]
+    assert "packed_b" in files["source"] and "QPackBlocks<pure_model::kQLanes" in files["source"]
     assert "kWeightB[" not in files["source"], "a B packed at generation time is not embedded as well"
 
 
@@ -252,6 +252,32 @@ def test_matmul_integer_extremes(tmp_path):
         helper.make_node("MatMulInteger", ["long_a", "long_b", "zero", "high"], ["wrapped"]),
     ]
     check(tmp_path, nodes, feeds, ["positive", "negative", "wrapped"], inits)
+
+
+def _extremes(dtype, shape):
+    info = np.iinfo(dtype)
+    return RNG.choice(np.array([info.min, info.max], dtype), size=shape)
+
+
+def test_integer_products_extremes(tmp_path):
+    # Operands and zero points at the ends of their ranges: every value minus its zero point is
+    # +-255 or 0, where byte instructions that saturate pair sums (u8 x s8 into int16) would be
+    # wrong. Odd K, rows not a multiple of 4 and columns not of 16 exercise the kernels' padding;
+    # the 24 rows run through several tiles, constant and input weights through both packings.
+    feeds = {"x": _extremes(np.uint8, (1, 7, 5, 6)), "xi": _extremes(np.int8, (1, 3, 4, 5)),
+             "a": _extremes(np.int8, (6, 45)), "a_u": _extremes(np.uint8, (24, 33)),
+             "b_in": _extremes(np.int8, (33, 19)), "bz_in": _extremes(np.int8, (19,))}
+    inits = {"w": _extremes(np.int8, (9, 7, 3, 3)), "wz": _extremes(np.int8, (9,)), "xz": scalar(0, np.uint8),
+             "wi": _extremes(np.uint8, (5, 3, 2, 3)), "wzi": scalar(255, np.uint8), "xzi": scalar(127, np.int8),
+             "b": _extremes(np.uint8, (45, 35)), "bz": _extremes(np.uint8, (35,)), "az": scalar(-128, np.int8),
+             "azu": scalar(255, np.uint8)}
+    nodes = [
+        helper.make_node("ConvInteger", ["x", "w", "xz", "wz"], ["conv"], pads=[1, 1, 1, 1]),
+        helper.make_node("ConvInteger", ["xi", "wi", "xzi", "wzi"], ["conv_i"], pads=[0, 1, 0, 1], strides=[1, 2]),
+        helper.make_node("MatMulInteger", ["a", "b", "az", "bz"], ["matmul"]),
+        helper.make_node("MatMulInteger", ["a_u", "b_in", "azu", "bz_in"], ["matmul_input_b"]),
+    ]
+    check(tmp_path, nodes, feeds, ["conv", "conv_i", "matmul", "matmul_input_b"], inits)
 
 
 def test_qlinear_matmul(tmp_path):

@@ -9,9 +9,9 @@ the int32 sums in double by a multiplier computed in float). Quantized types are
 has: int8 and uint8 (and int16, uint16 from version 21); 4-bit, 2-bit and float8 types fail
 with an unsupported-element-type error. Kernels: runtime/include/pure_model/quantized.h.
 
-Constant weights of the integer products are packed at generation time, zero point already
-subtracted, into the panels the float GEMM's micro-kernel reads (as floats: the kernels keep the
-sums exact, see quantized.h); weights that are model inputs are packed into scratch at run time.
+Constant weights of the integer products are packed at generation time, in their own 8-bit type,
+into the layout the integer kernels read (see "Integer products" below and quantized.h); weights
+that are model inputs are packed into scratch at run time.
 """
 
 import math
@@ -280,6 +280,20 @@ register("DynamicQuantizeLinear", infer=_dynamic_infer, evaluate=_dynamic_evalua
 
 
 # --- Integer products: shared planning -------------------------------------------------------
+#
+# The kernels (quantized.h) multiply int16 pairs of k into int32 sums, exactly. Their operands,
+# as the generator packs constant weights (in their own 8-bit type, zero point not subtracted):
+# a convolution's weights as groups of _GROUP_ROWS output channels, [ceil(M / 4)][K2][4][2]
+# (K2 = ceil(K / 2)), broadcast pair by pair; MatMulInteger's B as panels of _LANES columns,
+# [ceil(N / 16)][K2][16][2], loaded as vectors. Zeros pad both.
+
+_GROUP_ROWS = 4  # kQGroupRows
+_LANES = 16  # kQLanes
+# Output positions gathered at a time are a multiple of every target's register tile (1 or 3
+# panels of 16) and hold about this many bytes of int16 panels, to stay in the L2 cache.
+_CHUNK_MULTIPLE = 96
+_PANEL_BUDGET_BYTES = 196608
+
 
 def _align(n):
     return -(-n // 64) * 64
@@ -295,16 +309,22 @@ def _scratch_layout(regions):
     return offsets, total
 
 
-def _panels(rows):
-    return -(-rows // conv.GEMM_ROWS)
+def _pairs(k):
+    return -(-k // 2)
 
 
-def _pack_constant(matrix, zero, per_row):
-    """Packed W' for a constant [rows, K] matrix and its zero point (an array or None)."""
-    shifted = matrix.astype(np.int32)
-    if zero is not None:
-        shifted = shifted - (zero.reshape(-1, 1) if per_row else zero.reshape(-1)[0]).astype(np.int32)
-    return conv.pack_gemm_weights(shifted)
+def _round_up(n, multiple):
+    return -(-n // multiple) * multiple
+
+
+def _pack_blocks(matrix, block):
+    """A [rows, K] matrix in blocks of `block` rows by pairs of k, [ceil(rows / block)][K2][block][2],
+    as QPackBlocks packs one at run time: pair groups (block 4) of a convolution's weights, lane
+    panels (block 16) of MatMulInteger's B with its columns as the rows."""
+    rows, k = matrix.shape
+    padded = np.zeros((_round_up(rows, block), 2 * _pairs(k)), matrix.dtype)
+    padded[:rows, :k] = matrix
+    return padded.reshape(-1, block, _pairs(k), 2).transpose(0, 2, 1, 3)
 
 
 def _scratch_ptr(ctx, node, offsets, region, cpp_type):
@@ -364,15 +384,22 @@ def _conv_plan(node, graph):
     plan["positions"] = math.prod(out)
     weights_constant = w.is_constant and (w_zero is None or graph.tensor(w_zero).is_constant)
     plan["packed_constant"] = weights_constant
-    per_group = _panels(m // group) * plan["k"] * conv.GEMM_ROWS
-    plan["chunk"] = conv.gemm_chunk_cols(m // group * plan["k"] * 4, plan["k"] * 4, plan["positions"])
+    (h, wd), (kh, kw), (oh, ow) = plan["spatial"], plan["kernel"], plan["out"]
+    # The zero-padded image the gather reads: the input plus its top and left padding, and as
+    # much past the bottom and right as the last window reaches.
+    plan["padded"] = (max(h + plan["begin"][0], (oh - 1) * plan["strides"][0] + (kh - 1) * plan["dilations"][0] + 1),
+                      max(wd + plan["begin"][1], (ow - 1) * plan["strides"][1] + (kw - 1) * plan["dilations"][1] + 1))
+    pairs = _pairs(plan["k"])
+    plan["per_group"] = _round_up(m // group, _GROUP_ROWS) * pairs * 2
+    chunk = max(_CHUNK_MULTIPLE, _PANEL_BUDGET_BYTES // (pairs * 4) // _CHUNK_MULTIPLE * _CHUNK_MULTIPLE)
+    plan["chunk"] = min(chunk, _round_up(plan["positions"], _LANES))
     plan["offsets"], plan["scratch"] = _scratch_layout([
-        ("shifted", c * math.prod(x.shape[2:]) * 4),
-        ("panels", plan["k"] * plan["chunk"] * 4),
-        ("packed", 0 if weights_constant else group * per_group * 4),
+        ("weights", group * plan["per_group"] * 2),
+        ("image", c // group * math.prod(plan["padded"]) * 2),
+        ("panels", pairs * 2 * plan["chunk"] * 2),
+        ("packed", 0 if weights_constant else group * plan["per_group"]),
         ("acc", n * m * plan["positions"] * 4 if node.op_type == "QLinearConv" else 0),
     ])
-    plan["per_group"] = per_group
     plan["flops"] = 2 * n * m * plan["positions"] * plan["k"]
     return plan
 
@@ -387,37 +414,32 @@ def _conv_emit_products(node, ctx, plan, y):
         ("kM", m_group), ("kKH", kh), ("kKW", kw), ("kOH", oh), ("kOW", ow),
         ("kStrideH", plan["strides"][0]), ("kStrideW", plan["strides"][1]), ("kPadTop", plan["begin"][0]),
         ("kPadLeft", plan["begin"][1]), ("kDilH", plan["dilations"][0]), ("kDilW", plan["dilations"][1]),
-        ("kChunkCols", plan["chunk"]),
+        ("kPaddedH", plan["padded"][0]), ("kPaddedW", plan["padded"][1]), ("kChunkCols", plan["chunk"]),
+        ("kPerChannelZero", plan["w_per_channel"]),
     ])
     x_dtype, w_dtype = graph.tensor(plan["x"]).dtype, graph.tensor(plan["w"]).dtype
     lines = []
     if plan["packed_constant"]:
-        weights = graph.tensor(plan["w"]).value.reshape(plan["m"], -1)
-        zero = graph.tensor(plan["w_zero"]).value if plan["w_zero"] else None
-        groups = []
-        for g in range(plan["group"]):
-            rows = slice(g * m_group, (g + 1) * m_group)
-            groups.append(_pack_constant(weights[rows], None if zero is None else
-                                         (zero.reshape(-1)[rows] if plan["w_per_channel"] else zero),
-                                         plan["w_per_channel"]))
-        packed = ctx.derived_constant(node, "packed_weights", np.concatenate([p.reshape(-1) for p in groups]),
-                                      comment=f"minus the zero point, in panels of {conv.GEMM_ROWS} output channels")
+        weights = graph.tensor(plan["w"]).value.reshape(plan["group"], m_group, -1)
+        packed = ctx.derived_constant(
+            node, "packed_weights", np.concatenate([_pack_blocks(g, _GROUP_ROWS).reshape(-1) for g in weights]),
+            comment=f"in groups of {_GROUP_ROWS} output channels by pairs of k", dtype=w_dtype)
     else:
-        packed = _scratch_ptr(ctx, node, plan["offsets"], "packed", "float")
-        zero = ctx.ptr(plan["w_zero"]) if plan["w_zero"] else _typed_null(w_dtype)
+        packed = _scratch_ptr(ctx, node, plan["offsets"], "packed", ir.cpp_type(w_dtype))
         k = plan["k"]
         lines += [
-            "// The weights are an input: minus their zero point, packed into panels.",
+            "// The weights are an input: packed into groups of output channels.",
             f"for (std::size_t g = 0; g < {plan['group']}; ++g) {{",
-            f"  pure_model::QPackWeights<{m_group}, {k}, {k}, 1, {str(plan['w_per_channel']).lower()}>("
-            f"{ctx.ptr(plan['w'])} + g * {m_group * k}, {zero}" + (f" + g * {m_group}" if plan["w_per_channel"] else "")
-            + f", {packed} + g * {plan['per_group']});",
+            f"  pure_model::QPackBlocks<pure_model::kQGroupRows, {m_group}, {k}, {k}, 1>("
+            f"{ctx.ptr(plan['w'])} + g * {m_group * k}, {packed} + g * {plan['per_group']});",
             "}",
         ]
     x_zero = ctx.ptr(plan["x_zero"]) if plan["x_zero"] else _typed_null(x_dtype)
-    lines.append(f"pure_model::ConvInteger2D<{params}>({ctx.ptr(plan['x'])}, {x_zero}, {packed}, {y}, "
-                 f"{_scratch_ptr(ctx, node, plan['offsets'], 'shifted', 'float')}, "
-                 f"{_scratch_ptr(ctx, node, plan['offsets'], 'panels', 'float')});")
+    w_zero = ctx.ptr(plan["w_zero"]) if plan["w_zero"] else _typed_null(w_dtype)
+    scratch = ", ".join(_scratch_ptr(ctx, node, plan["offsets"], region, "std::int16_t")
+                        for region in ("weights", "image", "panels"))
+    lines.append(f"pure_model::ConvInteger2D<{params}>({ctx.ptr(plan['x'])}, {x_zero}, {packed}, {w_zero}, {y}, "
+                 f"{scratch});")
     return lines
 
 
@@ -508,16 +530,16 @@ def _matmul_plan(node, graph):
     check_table_size(node, "batch offsets", calls)
     rows = math.prod(batch) * m if single else m
     weights_constant = single and b.is_constant and (b_zero is None or graph.tensor(b_zero).is_constant)
-    chunk = conv.gemm_chunk_cols(n * k * 4, k * 4, rows)
+    pairs = _pairs(k)
     offsets, scratch = _scratch_layout([
-        ("panels", k * chunk * 4),
-        ("packed", 0 if weights_constant else _panels(n) * k * conv.GEMM_ROWS * 4),
+        ("a_pairs", _round_up(rows, _GROUP_ROWS) * pairs * 2 * 2),
+        ("a_sums", rows * 4),
+        ("packed", 0 if weights_constant else _round_up(n, _LANES) * pairs * 2),
         ("acc", math.prod(out) * 4 if node.op_type == "QLinearMatMul" else 0),
     ])
     return dict(a=a.name, b=b.name, a_zero=a_zero, b_zero=b_zero, b_per_column=b_per_column, m=m, k=k, n=n,
                 a_shape=a_shape, b_shape=b_shape, batch=batch, out=out, single=single, calls=calls, rows=rows,
-                packed_constant=weights_constant, chunk=chunk, offsets=offsets, scratch=scratch,
-                flops=2 * math.prod(out) * k)
+                packed_constant=weights_constant, offsets=offsets, scratch=scratch, flops=2 * math.prod(out) * k)
 
 
 def _matmul_emit_products(node, ctx, plan, y):
@@ -526,25 +548,25 @@ def _matmul_emit_products(node, ctx, plan, y):
     a_dtype, b_dtype = graph.tensor(plan["a"]).dtype, graph.tensor(plan["b"]).dtype
     a = ctx.ptr(plan["a"])
     a_zero = ctx.ptr(plan["a_zero"]) if plan["a_zero"] else _typed_null(a_dtype)
-    panels = _scratch_ptr(ctx, node, plan["offsets"], "panels", "float")
+    b_zero = ctx.ptr(plan["b_zero"]) if plan["b_zero"] else _typed_null(b_dtype)
+    a_scratch = (f'{_scratch_ptr(ctx, node, plan["offsets"], "a_pairs", "std::int16_t")}, '
+                 f'{_scratch_ptr(ctx, node, plan["offsets"], "a_sums", "std::int32_t")}')
+    per_column = str(plan["b_per_column"]).lower()
     if plan["packed_constant"]:
-        zero = graph.tensor(plan["b_zero"]).value if plan["b_zero"] else None
-        packed = ctx.derived_constant(node, "packed_b", _pack_constant(graph.tensor(plan["b"]).value.reshape(k, n).T,
-                                                                       zero, plan["b_per_column"]),
-                                      comment=f"minus the zero point, transposed, in panels of {conv.GEMM_ROWS} "
-                                              "columns")
-        return [f"pure_model::MatMulInteger<{rows}, {k}, {n}, {plan['chunk']}>({a}, {a_zero}, {packed}, {y}, "
-                f"{panels});"]
+        columns = graph.tensor(plan["b"]).value.reshape(k, n).T
+        packed = ctx.derived_constant(node, "packed_b", _pack_blocks(columns, _LANES),
+                                      comment=f"in panels of {_LANES} columns by pairs of k", dtype=b_dtype)
+        return [f"pure_model::MatMulInteger<{rows}, {k}, {n}, {per_column}>({a}, {a_zero}, {packed}, {b_zero}, {y}, "
+                f"{a_scratch});"]
     # Only B's run-time form is read: ctx.ptr embeds a constant B (B with batch dimensions), and
     # only when it is not packed at generation time.
     b = ctx.ptr(plan["b"])
-    packed = _scratch_ptr(ctx, node, plan["offsets"], "packed", "float")
-    b_zero = ctx.ptr(plan["b_zero"]) if plan["b_zero"] else _typed_null(b_dtype)
-    pack = (f"pure_model::QPackWeights<{n}, {k}, 1, {n}, {str(plan['b_per_column']).lower()}>"
-            f"({b}{{b_offset}}, {b_zero}, {packed});")
-    product = f"pure_model::MatMulInteger<{rows}, {k}, {n}, {plan['chunk']}>({a}{{a_offset}}, {a_zero}, {packed}, {y}{{y_offset}}, {panels});"
+    packed = _scratch_ptr(ctx, node, plan["offsets"], "packed", ir.cpp_type(b_dtype))
+    pack = f"pure_model::QPackBlocks<pure_model::kQLanes, {n}, {k}, 1, {n}>({b}{{b_offset}}, {packed});"
+    product = (f"pure_model::MatMulInteger<{rows}, {k}, {n}, {per_column}>({a}{{a_offset}}, {a_zero}, {packed}, "
+               f"{b_zero}, {y}{{y_offset}}, {a_scratch});")
     if plan["single"]:
-        return ["// B is an input: minus its zero point, packed into panels of columns.",
+        return ["// B is an input: packed into panels of columns.",
                 pack.format(b_offset=""), product.format(a_offset="", y_offset="")]
     a_table = ctx.int_table(node, "a_offsets", gemm._batch_offsets(plan["a_shape"][:-2], plan["batch"], m * k))
     b_table = ctx.int_table(node, "b_offsets", gemm._batch_offsets(plan["b_shape"][:-2], plan["batch"], k * n))
