@@ -78,16 +78,80 @@ inline void DequantizeLinear(const TX* x, const TS* scale, const TX* zero_point,
 
 // Quantizes kN floats to uint8 over the range [min(x, 0), max(x, 0)], all in float as ONNX
 // specifies: scale = range / 255, zero point = round(saturate(-min / scale)).
+//
+// Both passes run on vectors of kDqlLanes floats. The range: lane-wise running minima and maxima
+// (NaN never replaces a bound, as in one sequential pass; min and max do not depend on the order
+// otherwise), then across the lanes. The quantization: x / scale is clamped to +-1024 first
+// (anything beyond saturates either way, and NaN becomes the low end, as Saturate makes it), so
+// that adding and subtracting 1.5 * 2^23 rounds it half to even, as std::nearbyint does.
+#if defined(__AVX512F__)
+constexpr int kDqlLanes = 16;
+#elif defined(__AVX__)
+constexpr int kDqlLanes = 8;
+#else
+constexpr int kDqlLanes = 4;  // SSE2, NEON
+#endif
+typedef float DqlVector __attribute__((vector_size(kDqlLanes * sizeof(float))));
+typedef std::int32_t DqlInts __attribute__((vector_size(kDqlLanes * sizeof(std::int32_t))));
+
+// Stores ints (values in [0, 255]) to y as bytes: with AVX-512 one narrowing conversion
+// (vpmovdb); narrower, a shuffle of each lane's low byte (the conversion goes lane by lane there).
+inline void StoreDqlBytes(DqlInts ints, std::uint8_t* y) {
+  typedef std::uint8_t Narrow __attribute__((vector_size(kDqlLanes)));
+#if defined(__AVX512F__)
+  const Narrow low = __builtin_convertvector(ints, Narrow);
+#else
+  typedef std::uint8_t Bytes __attribute__((vector_size(sizeof(DqlInts))));
+  constexpr int b = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? 0 : 3;  // the low byte of a lane
+  const Bytes bytes = reinterpret_cast<Bytes>(ints);
+#if defined(__AVX__)
+  const Narrow low = __builtin_shufflevector(bytes, bytes, b, 4 + b, 8 + b, 12 + b, 16 + b, 20 + b, 24 + b, 28 + b);
+#else
+  const Narrow low = __builtin_shufflevector(bytes, bytes, b, 4 + b, 8 + b, 12 + b);
+#endif
+#endif
+  std::memcpy(y, &low, sizeof(low));
+}
+
 template <std::size_t kN>
 inline void DynamicQuantizeLinear(const float* x, std::uint8_t* y, float* y_scale, std::uint8_t* y_zero_point) {
+  constexpr std::size_t kVectors = kN / kDqlLanes;
+  DqlVector lo_v = {}, hi_v = {};
+  for (std::size_t v = 0; v < kVectors; ++v) {
+    DqlVector xv;
+    std::memcpy(&xv, x + v * kDqlLanes, sizeof(xv));
+    lo_v = xv < lo_v ? xv : lo_v;
+    hi_v = xv > hi_v ? xv : hi_v;
+  }
   float lo = 0.f, hi = 0.f;
-  for (std::size_t i = 0; i < kN; ++i) {
+  for (int l = 0; l < kDqlLanes; ++l) {
+    lo = lo_v[l] < lo ? lo_v[l] : lo;
+    hi = hi_v[l] > hi ? hi_v[l] : hi;
+  }
+  for (std::size_t i = kVectors * kDqlLanes; i < kN; ++i) {
     lo = x[i] < lo ? x[i] : lo;
     hi = x[i] > hi ? x[i] : hi;
   }
   const float scale = (hi == lo ? 1.f : hi - lo) / 255.f;
   const float zero = std::nearbyint(Saturate(0.f - lo / scale, 0.f, 255.f));
-  for (std::size_t i = 0; i < kN; ++i) {
+  constexpr float kBound = 1024.f;
+  constexpr float kRound = 12582912.f;  // 1.5 * 2^23
+  const DqlVector scale_v = DqlVector{} + scale, zero_v = DqlVector{} + zero;
+  const DqlVector bound_lo = DqlVector{} - kBound, bound_hi = DqlVector{} + kBound;
+  const DqlVector y_lo = {}, y_hi = DqlVector{} + 255.f;
+  for (std::size_t v = 0; v < kVectors; ++v) {
+    DqlVector q;
+    std::memcpy(&q, x + v * kDqlLanes, sizeof(q));
+    q /= scale_v;
+    q = q > bound_lo ? q : bound_lo;
+    q = q < bound_hi ? q : bound_hi;
+    q = (q + kRound) - kRound;
+    q += zero_v;
+    q = q > y_lo ? q : y_lo;
+    q = q < y_hi ? q : y_hi;
+    StoreDqlBytes(__builtin_convertvector(q, DqlInts), y + v * kDqlLanes);
+  }
+  for (std::size_t i = kVectors * kDqlLanes; i < kN; ++i) {
     y[i] = static_cast<std::uint8_t>(Saturate(std::nearbyint(x[i] / scale) + zero, 0.f, 255.f));
   }
   *y_scale = scale;
@@ -354,19 +418,26 @@ inline void QExpandPairGroups(const T* packed, const T* zero_point, std::int16_t
   }
 }
 
+// One row of a panel: kQLanes int16 values of one k.
+typedef std::int16_t QPanelRow __attribute__((vector_size(kQLanes * sizeof(std::int16_t))));
+
+// Stores the rows of k = 2p and 2p + 1 as pair step p ([16][2]).
+inline void QStorePairStep(QPanelRow even, QPanelRow odd, std::int16_t* step) {
+  const QPanelRow lo = __builtin_shufflevector(even, odd, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const QPanelRow hi = __builtin_shufflevector(even, odd, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  std::memcpy(step, &lo, sizeof(lo));
+  std::memcpy(step + kQLanes, &hi, sizeof(hi));
+}
+
 // Interleaves a panel gathered as rows of k ([2 * K2][16] int16) into pair steps ([K2][16][2]),
 // in place: pair p occupies the same 64 bytes in both layouts.
 inline void QInterleavePanel(std::int16_t* panel, int pairs) {
-  typedef std::int16_t Row __attribute__((vector_size(kQLanes * sizeof(std::int16_t))));
   for (int p = 0; p < pairs; ++p) {
-    Row even, odd;
+    QPanelRow even, odd;
     std::int16_t* step = panel + static_cast<std::size_t>(p) * kQPanelStep;
     std::memcpy(&even, step, sizeof(even));
     std::memcpy(&odd, step + kQLanes, sizeof(odd));
-    const Row lo = __builtin_shufflevector(even, odd, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    const Row hi = __builtin_shufflevector(even, odd, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-    std::memcpy(step, &lo, sizeof(lo));
-    std::memcpy(step + kQLanes, &hi, sizeof(hi));
+    QStorePairStep(even, odd, step);
   }
 }
 
@@ -380,6 +451,29 @@ inline void QGatherConvPanel(const std::int16_t* image, int p0, int cols, std::i
   constexpr bool kPointwise = P::kKH == 1 && P::kKW == 1 && P::kStrideH == 1 && P::kStrideW == 1 &&
                               P::kPaddedH == P::kOH && P::kPaddedW == P::kOW;
   std::int16_t* row = dst;
+  // With unit horizontal stride, a whole panel in one output row (the common case) reads 16
+  // consecutive values per kernel tap: straight into pair steps.
+  if (P::kStrideW == 1 && cols == kQLanes && p0 % P::kOW + kQLanes <= P::kOW) {
+    const std::int16_t* window = image + (p0 / P::kOW) * P::kStrideH * P::kPaddedW + p0 % P::kOW;
+    QPanelRow even = {};
+    int k = 0;
+    for (int c = 0; c < P::kC; ++c) {
+      for (int kh = 0; kh < P::kKH; ++kh) {
+        for (int kw = 0; kw < P::kKW; ++kw, ++k) {
+          QPanelRow v;
+          std::memcpy(&v, window + (static_cast<std::size_t>(c) * P::kPaddedH + kh * P::kDilH) * P::kPaddedW +
+                              kw * P::kDilW, sizeof(v));
+          if (k % 2 == 0) {
+            even = v;
+          } else {
+            QStorePairStep(even, v, dst + static_cast<std::size_t>(k / 2) * kQPanelStep);
+          }
+        }
+      }
+    }
+    if (kK % 2 == 1) QStorePairStep(even, QPanelRow{}, dst + static_cast<std::size_t>(kK / 2) * kQPanelStep);
+    return;
+  }
   if (kPointwise && cols == kQLanes) {
     for (int c = 0; c < P::kC; ++c, row += kQLanes) {
       std::memcpy(row, image + static_cast<std::size_t>(c) * P::kOH * P::kOW + p0, sizeof(std::int16_t) * kQLanes);
@@ -406,7 +500,12 @@ inline void QGatherConvPanel(const std::int16_t* image, int p0, int cols, std::i
           for (int r = 0; r < num_runs; ++r) {
             const std::int16_t* src = tap + runs[r].source;
             if constexpr (P::kStrideW == 1) {
-              std::memcpy(row + runs[r].begin, src, sizeof(std::int16_t) * (runs[r].end - runs[r].begin));
+              // A whole panel in one output row is the common case: a copy of constant size.
+              if (runs[r].end - runs[r].begin == kQLanes) {
+                std::memcpy(row, src, sizeof(std::int16_t) * kQLanes);
+              } else {
+                std::memcpy(row + runs[r].begin, src, sizeof(std::int16_t) * (runs[r].end - runs[r].begin));
+              }
             } else {
               for (int j = runs[r].begin; j < runs[r].end; ++j) row[j] = src[(j - runs[r].begin) * P::kStrideW];
             }

@@ -148,7 +148,11 @@ def test_dynamic_quantize_linear(tmp_path):
     feeds = {"mixed": RNG.uniform(-3, 5, (4, 7)).astype(np.float32),
              "positive": RNG.uniform(1, 2, (9,)).astype(np.float32),
              "negative": RNG.uniform(-6, -1, (2, 3)).astype(np.float32),
-             "zeros": np.zeros((3,), np.float32)}
+             "zeros": np.zeros((3,), np.float32),
+             # Range [-100, 155]: scale 1 and zero point 100, every other value half way between
+             # two steps (rounded to even), 257 values (the kernel's vectors and a tail).
+             "ties": np.concatenate([[-100, 155], np.arange(-100, 155) + 0.5]).astype(np.float32),
+             "wide": np.concatenate([RNG.uniform(-2, 2, 61), [3e38, -1e-30]]).astype(np.float32)}
     nodes, outputs = [], []
     for name in feeds:
         names = [f"{name}_y", f"{name}_scale", f"{name}_zero"]
@@ -181,6 +185,9 @@ _CONV_CASES = [
     (np.int8, np.uint8, (1, 2, 5, 5), (2, 2, 2, 2), "per_channel", False, {"auto_pad": "SAME_UPPER"}),
     (np.uint8, np.uint8, (1, 3, 11), (5, 3, 3), "scalar", False, {"pads": [2, 1], "strides": [2]}),
     (np.int8, np.int8, (1, 4, 6, 6), (4, 1, 3, 3), "scalar", True, {"group": 4, "pads": [1, 1, 1, 1]}),
+    # Rows of 37 outputs: whole panels of 16 within a row (gathered straight into pairs), then one
+    # across rows; odd K.
+    (np.uint8, np.int8, (1, 5, 4, 37), (6, 5, 3, 3), "per_channel", True, {"pads": [1, 2, 1, 2], "dilations": [1, 2]}),
 ]
 
 
