@@ -696,9 +696,58 @@ inline void MaxPool2D(const float* x, float* y) {
   }
 }
 
+// Short rows of a small plane, stride 1 (a 3x3 smoothing of an 8x8 map): the plane is copied
+// into a zero-bordered local one, so that every window sums all its taps without a bound check
+// and each output row is a vectorisable sum of shifted rows; the divisor of each window, which
+// only depends on where it sits, comes from a separable table.
+// Along one axis of a stride-1 pool: how many taps of the window at each output position count
+// towards its divisor (those inside the input, or with count_include_pad inside the padded input).
+template <int kOut, int kK, int kDil, int kIn, int kPadBegin, int kPadEnd, bool kIncludePad>
+inline void StrideOneTapCounts(float* counts) {
+  for (int o = 0; o < kOut; ++o) {
+    int count = 0;
+    for (int k = 0; k < kK; ++k) {
+      const int i = o - kPadBegin + k * kDil;
+      count += kIncludePad ? (i < kIn + kPadEnd) : (i >= 0 && i < kIn);
+    }
+    counts[o] = static_cast<float>(count);
+  }
+}
+
+template <typename P>
+constexpr bool kAveragePoolViaBorderedPlane =
+    P::kOW < kPoolRowMin && P::kStrideH == 1 && P::kStrideW == 1 &&
+    (P::kH + P::kPadTop + P::kPadBottom) * (P::kW + P::kPadLeft + P::kPadRight) <= 4096 &&
+    (P::kOH - 1) + (P::kKH - 1) * P::kDilH < P::kH + P::kPadTop + P::kPadBottom &&
+    (P::kOW - 1) + (P::kKW - 1) * P::kDilW < P::kW + P::kPadLeft + P::kPadRight;
+
 template <typename P>
 inline void AveragePool2D(const float* x, float* y) {
-  if constexpr (P::kOW < kPoolRowMin) {
+  if constexpr (kAveragePoolViaBorderedPlane<P>) {
+    constexpr int kPH = P::kH + P::kPadTop + P::kPadBottom;
+    constexpr int kPW = P::kW + P::kPadLeft + P::kPadRight;
+    float count_h[P::kOH], count_w[P::kOW];
+    StrideOneTapCounts<P::kOH, P::kKH, P::kDilH, P::kH, P::kPadTop, P::kPadBottom, P::kCountIncludePad>(count_h);
+    StrideOneTapCounts<P::kOW, P::kKW, P::kDilW, P::kW, P::kPadLeft, P::kPadRight, P::kCountIncludePad>(count_w);
+    float plane[kPH * kPW] = {};
+    for (int nc = 0; nc < P::kNC; ++nc) {
+      const float* in = x + static_cast<std::size_t>(nc) * P::kH * P::kW;
+      float* out = y + static_cast<std::size_t>(nc) * P::kOH * P::kOW;
+      for (int h = 0; h < P::kH; ++h) {
+        for (int w = 0; w < P::kW; ++w) plane[(h + P::kPadTop) * kPW + w + P::kPadLeft] = in[h * P::kW + w];
+      }
+      for (int oh = 0; oh < P::kOH; ++oh) {
+        float sum[P::kOW] = {};
+        for (int kh = 0; kh < P::kKH; ++kh) {
+          for (int kw = 0; kw < P::kKW; ++kw) {
+            const float* row = plane + (oh + kh * P::kDilH) * kPW + kw * P::kDilW;
+            for (int ow = 0; ow < P::kOW; ++ow) sum[ow] += row[ow];
+          }
+        }
+        for (int ow = 0; ow < P::kOW; ++ow) out[oh * P::kOW + ow] = sum[ow] / (count_h[oh] * count_w[ow]);
+      }
+    }
+  } else if constexpr (P::kOW < kPoolRowMin) {
     for (int nc = 0; nc < P::kNC; ++nc) {
       const float* in = x + static_cast<std::size_t>(nc) * P::kH * P::kW;
       float* out = y + static_cast<std::size_t>(nc) * P::kOH * P::kOW;

@@ -181,6 +181,9 @@ def test_gemm_constant_b_is_packed_with_bias_and_relu(tmp_path, tb, cshape):
     ("AveragePool", {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
     ("AveragePool", {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1}),
     ("AveragePool", {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1}),
+    # Stride 1 on short rows pools a zero-bordered copy of the plane: uneven pads.
+    ("AveragePool", {"kernel_shape": [3, 2], "pads": [2, 0, 1, 1]}),
+    ("AveragePool", {"kernel_shape": [3, 2], "pads": [2, 0, 1, 1], "count_include_pad": 1}),
     ("MaxPool", {"kernel_shape": [3], "strides": [2]}),
 ])
 def test_pool(tmp_path, op, attrs):
