@@ -105,6 +105,14 @@ def test_reduce_axes_input(tmp_path, op, axes, keepdims):
     check(tmp_path, [helper.make_node(op, inputs, ["y"], keepdims=keepdims)], {"x": x}, ["y"], inits, opset=18)
 
 
+def test_reduce_over_outer_axes_runs_column_wise(tmp_path):
+    # The innermost axis kept and at least 8 long: accumulators per column, in scratch.
+    x = rand(2, 5, 3, 9)
+    nodes = [helper.make_node(op, ["x", "axes"], [op.lower()], keepdims=keepdims)
+             for op, keepdims in (("ReduceSum", 0), ("ReduceMean", 1), ("ReduceSumSquare", 0), ("ReduceL2", 1))]
+    check(tmp_path, nodes, {"x": x}, [n.output[0] for n in nodes], {"axes": np.asarray([1, 2], np.int64)}, opset=18)
+
+
 @pytest.mark.parametrize("op", REDUCE_OPS)
 def test_reduce_axes_attribute(tmp_path, op):
     x = _reduce_input(op, (3, 2, 4))

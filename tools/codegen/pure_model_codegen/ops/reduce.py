@@ -193,6 +193,38 @@ def _reduce_lines(kind, dtype, ctype, count, x, index):
     return init, body, result
 
 
+# Sums over outer axes of a tensor whose innermost axis is kept (LayerNorm's statistics over the
+# sequence, say) walk the input in memory order instead: one accumulator per innermost output
+# position, in scratch, each reduced row added to all of them at once (vectorised, and never a
+# strided read). The same additions per output, in the same order.
+_COLUMNWISE = {"Sum": "acc[{j}]", "Mean": "acc[{j}] / {count}", "SumSquare": "acc[{j}]", "L2": "std::sqrt(acc[{j}])"}
+
+
+def _columnwise(kind, dtype, kept, reduced):
+    """The innermost kept extent, when the reduction runs column-wise (see _COLUMNWISE), else 0."""
+    if kind not in _COLUMNWISE or dtype not in _FLOATS or not kept or not reduced or kept[-1][1] != 1:
+        return 0
+    return kept[-1][0] if kept[-1][0] >= 8 else 0
+
+
+def _columnwise_lines(kind, dtype, kept, reduced, src, dst, scratch, count):
+    ctype = ir.cpp_type(dtype)
+    inner = len(kept) - 1
+    j = f"i{inner}"
+    index = _index([f"i{d}" for d in range(len(kept) + len(reduced))], kept + reduced)
+    value = f"static_cast<double>({src}[{index}])"
+    add = f"acc[{j}] += v * v;" if kind in ("SumSquare", "L2") else f"acc[{j}] += v;"
+    out_index = " + ".join(f"i{d}" + (f" * {int(np.prod([e for e, _ in kept[d + 1:]]))}" if d + 1 < len(kept) else "")
+                           for d in range(len(kept)))
+    result = _COLUMNWISE[kind].format(j=j, count=count)
+    block = [f"double* const acc = {scratch};",
+             *_loop_nest([kept[-1]], "i", ["acc[" + j + "] = 0;"], inner),
+             *_loop_nest(reduced, "i", _loop_nest([kept[-1]], "i", [f"const double v = {value};", add], inner),
+                         len(kept)),
+             *_loop_nest([kept[-1]], "i", [f"{dst}[{out_index}] = static_cast<{ctype}>({result});"], inner)]
+    return _loop_nest(kept[:-1], "i", block) if len(kept) > 1 else ["{"] + ["  " + line for line in block] + ["}"]
+
+
 def _empty_value(kind, dtype):
     """C++ text of the reduction of no values."""
     ctype = ir.cpp_type(dtype)
@@ -241,6 +273,8 @@ def _make_reduce(kind, dtypes):
             return [f"for (std::size_t i = 0; i < {out.elements}; ++i) {dst}[i] = {_empty_value(kind, x.dtype)};"]
         src = ctx.ptr(node.inputs[0])
         kept, reduced = _merged_dims(x.shape, axes)
+        if _columnwise(kind, x.dtype, kept, reduced):
+            return _columnwise_lines(kind, x.dtype, kept, reduced, src, dst, ctx.scratch(node, "double"), count)
         outer = [f"i{d}" for d in range(len(kept))]
         inner = [f"i{d}" for d in range(len(kept), len(kept) + len(reduced))]
         index = _index(outer + inner, kept + reduced)
@@ -266,7 +300,14 @@ def _make_reduce(kind, dtypes):
     def flops(node, graph):
         return graph.tensor(node.inputs[0]).elements
 
-    register(op_type, infer=infer, evaluate=evaluate, emit=emit, flops=flops)
+    def scratch(node, graph):
+        x = graph.tensor(node.inputs[0])
+        axes = _reduced_axes(node, graph)
+        if axes is None or x.elements == 0:
+            return 0
+        return 8 * _columnwise(kind, x.dtype, *_merged_dims(x.shape, axes))
+
+    register(op_type, infer=infer, evaluate=evaluate, emit=emit, flops=flops, scratch=scratch)
 
 
 for _kind, _dtypes in (("Sum", _NUMERIC), ("Mean", _NUMERIC), ("Prod", _NUMERIC), ("Max", _NUMERIC + (9,)),
