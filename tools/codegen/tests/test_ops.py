@@ -223,6 +223,21 @@ def test_softmax(tmp_path, op, axis, opset):
              opset=opset, reference=reference)
 
 
+def test_transpose_in_tiles(tmp_path):
+    # Last two axes swapped, large enough for tiles: 16 x 16 (magika's), 8 x 8 with a partial
+    # last tile along one axis, batched; and a permutation that stays a plain walk.
+    nodes = [helper.make_node("Transpose", ["a"], ["ya"], perm=[0, 2, 1, 3]),
+             helper.make_node("Transpose", ["b"], ["yb"], perm=[0, 2, 1]),
+             helper.make_node("Transpose", ["c"], ["yc"], perm=[0, 2, 3, 1])]
+    feeds = {"a": rand(1, 64, 96, 1), "b": rand(2, 100, 44), "c": rand(2, 24, 40, 3)}
+    model = make_model(nodes, [(k, list(v.shape)) for k, v in feeds.items()], [("ya", None), ("yb", None),
+                                                                                ("yc", None)])
+    got, expected, files = compile_and_run(save(model, tmp_path), feeds, workdir=str(tmp_path))
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+    assert "+= 16)" in files["source"] and "+= 8)" in files["source"]
+
+
 def test_transpose_concat_views(tmp_path):
     inits = {"shape": np.array([0, -1], np.int64), "axes": np.array([0], np.int64)}
     nodes = [

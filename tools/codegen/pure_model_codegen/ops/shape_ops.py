@@ -157,25 +157,56 @@ def _transpose_infer(node, graph):
     return [(x.dtype, tuple(x.shape[p] for p in _perm(node, len(x.shape))))]
 
 
+# A transpose of the last two axes (after merging) at least this large, both axes at least this
+# long, runs in square tiles: walking the output in order would read the input a column at a time,
+# one cache line per element; a tile reads and writes whole lines. 16 x 16 where both extents are
+# multiples of 16, else 8 x 8 (measured on 512x256, 6400x24, 64x64: 3 to 6 times faster).
+_TILED_TRANSPOSE_ELEMENTS = 4096
+_TILED_TRANSPOSE_EXTENT = 16
+
+
 def _transpose_emit(node, ctx):
     x = ctx.graph.tensor(node.inputs[0])
     perm = _perm(node, len(x.shape))
     out_shape = [x.shape[p] for p in perm]
     in_strides = [int(np.prod(x.shape[d + 1:])) for d in range(len(x.shape))]
     # Walk the output in order; each output axis steps the input by the stride of its source axis.
-    dims = [(out_shape[i], in_strides[perm[i]]) for i in range(len(perm)) if out_shape[i] != 1]
+    # Output axes that step through the input together merge into one loop.
+    dims = []
+    for extent, stride in ((out_shape[i], in_strides[perm[i]]) for i in range(len(perm)) if out_shape[i] != 1):
+        if dims and dims[-1][1] == extent * stride:
+            dims[-1] = (dims[-1][0] * extent, stride)
+        else:
+            dims.append((extent, stride))
     src, dst = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
     if not dims:
         return [f"{dst}[0] = {src}[0];"]
-    lines = []
-    for depth, (extent, _) in enumerate(dims):
-        lines.append("  " * depth + f"for (std::size_t i{depth} = 0; i{depth} < {extent}; ++i{depth}) {{")
-    src_index = " + ".join(f"i{d} * {stride}" for d, (_, stride) in enumerate(dims))
+    names = [f"i{d}" for d in range(len(dims))]
+    src_index = " + ".join(f"{name} * {stride}" for name, (_, stride) in zip(names, dims))
     out_index = " + ".join(
-        f"i{d} * {int(np.prod([e for e, _ in dims[d + 1:]]))}" for d in range(len(dims)))
-    lines.append("  " * len(dims) + f"{dst}[{out_index}] = {src}[{src_index}];")
-    for depth in reversed(range(len(dims))):
-        lines.append("  " * depth + "}")
+        f"{name} * {int(np.prod([e for e, _ in dims[d + 1:]]))}" for d, name in enumerate(names))
+    body = [f"{dst}[{out_index}] = {src}[{src_index}];"]
+    tiled = (len(dims) >= 2 and dims[-2][1] == 1 and dims[-1][1] != 1
+             and min(dims[-2][0], dims[-1][0]) >= _TILED_TRANSPOSE_EXTENT
+             and dims[-2][0] * dims[-1][0] >= _TILED_TRANSPOSE_ELEMENTS)
+    lines = []
+    loops = dims[:-2] if tiled else dims
+    for depth, (extent, _) in enumerate(loops):
+        lines.append("  " * depth + f"for (std::size_t {names[depth]} = 0; {names[depth]} < {extent}; ++{names[depth]}) {{")
+    depth = len(loops)
+    if tiled:
+        tile = 16 if dims[-2][0] % 16 == 0 and dims[-1][0] % 16 == 0 else 8
+        tile_names = [f"i{len(dims)}", f"i{len(dims) + 1}"]  # the first index of the tile along each
+        for name, (extent, _) in zip(tile_names, dims[-2:]):
+            lines.append("  " * depth + f"for (std::size_t {name} = 0; {name} < {extent}; {name} += {tile}) {{")
+            depth += 1
+        for name, tile_name, (extent, _) in zip(names[-2:], tile_names, dims[-2:]):
+            end = f"{tile_name} + {tile}" if extent % tile == 0 else f"({tile_name} + {tile} < {extent} ? {tile_name} + {tile} : {extent})"
+            lines.append("  " * depth + f"for (std::size_t {name} = {tile_name}; {name} < {end}; ++{name}) {{")
+            depth += 1
+    lines += ["  " * depth + line for line in body]
+    for d in reversed(range(depth)):
+        lines.append("  " * d + "}")
     return lines
 
 
