@@ -287,6 +287,19 @@ def test_integer_products_extremes(tmp_path):
     check(tmp_path, nodes, feeds, ["conv", "conv_i", "matmul", "matmul_input_b"], inits)
 
 
+def test_integer_products_of_empty_tensors(tmp_path):
+    # No rows, no columns, or nothing to sum over (K = 0: all zeros).
+    feeds = {"a0": np.zeros((0, 5), np.uint8), "ak": np.ones((3, 0), np.uint8), "x0": np.ones((1, 0, 4, 4), np.uint8),
+             "x": np.ones((1, 2, 4, 4), np.uint8)}
+    inits = {"b0": np.ones((5, 4), np.uint8), "bk": np.ones((0, 4), np.uint8), "w0": np.ones((2, 0, 3, 3), np.uint8),
+             "wm": np.ones((0, 2, 3, 3), np.uint8)}
+    nodes = [helper.make_node("MatMulInteger", ["a0", "b0"], ["no_rows"]),
+             helper.make_node("MatMulInteger", ["ak", "bk"], ["no_k"]),
+             helper.make_node("ConvInteger", ["x0", "w0"], ["no_channels"]),
+             helper.make_node("ConvInteger", ["x", "wm"], ["no_outputs"])]
+    check(tmp_path, nodes, feeds, ["no_rows", "no_k", "no_channels", "no_outputs"], inits)
+
+
 def test_qlinear_matmul(tmp_path):
     feeds = {"a": ints(np.uint8, (2, 3, 8)), "b": ints(np.uint8, (2, 8, 5)), "ai": ints(np.int8, (4, 6))}
     inits = {

@@ -300,13 +300,13 @@ def _align(n):
 
 
 def _scratch_layout(regions):
-    """Byte offsets of named scratch regions (each 64-byte aligned) and their total."""
+    """Byte offsets of named scratch regions (each 64-byte aligned) and their total; an empty
+    region (an empty tensor's) gets an offset too, that nothing reads through."""
     offsets, total = {}, 0
     for name, size in regions:
-        if size:
-            offsets[name] = total
-            total += _align(size)
-    return offsets, total
+        offsets[name] = total
+        total += _align(size)
+    return offsets, max(total, 64)  # some scratch, for the pointers to point into
 
 
 def _pairs(k):
@@ -324,7 +324,7 @@ def _pack_blocks(matrix, block):
     rows, k = matrix.shape
     padded = np.zeros((_round_up(rows, block), 2 * _pairs(k)), matrix.dtype)
     padded[:rows, :k] = matrix
-    return padded.reshape(-1, block, _pairs(k), 2).transpose(0, 2, 1, 3)
+    return padded.reshape(len(padded) // block, block, _pairs(k), 2).transpose(0, 2, 1, 3)
 
 
 def _scratch_ptr(ctx, node, offsets, region, cpp_type):
@@ -391,7 +391,7 @@ def _conv_plan(node, graph):
                       max(wd + plan["begin"][1], (ow - 1) * plan["strides"][1] + (kw - 1) * plan["dilations"][1] + 1))
     pairs = _pairs(plan["k"])
     plan["per_group"] = _round_up(m // group, _GROUP_ROWS) * pairs * 2
-    chunk = max(_CHUNK_MULTIPLE, _PANEL_BUDGET_BYTES // (pairs * 4) // _CHUNK_MULTIPLE * _CHUNK_MULTIPLE)
+    chunk = max(_CHUNK_MULTIPLE, _PANEL_BUDGET_BYTES // max(pairs * 4, 1) // _CHUNK_MULTIPLE * _CHUNK_MULTIPLE)
     plan["chunk"] = min(chunk, _round_up(plan["positions"], _LANES))
     plan["offsets"], plan["scratch"] = _scratch_layout([
         ("weights", group * plan["per_group"] * 2),
