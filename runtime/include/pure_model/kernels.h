@@ -322,16 +322,16 @@ inline void DepthwiseConv2D(const float* x, W w, B bias, float* y, float* zero_r
   }
 }
 
-// --- Convolution as a register-blocked matrix product -------------------------------------
+// --- Register-blocked matrix products ------------------------------------------------------
 //
-// out[m][p] = sum_k W[m][k] * X[k][p], where p runs over output positions and k over
-// (input channel, kernel row, kernel column). W is packed at generation time into panels of
-// kGemmRows output channels, [M / kGemmRows][K][kGemmRows] (zero rows pad the last panel).
-// X is never materialised: for each block of kGemmCols output positions the kernel gathers
-// the K x kGemmCols panel it needs into `scratch` (zeros for padding), then every panel of W
-// runs against it in a kGemmRows x kGemmCols micro-kernel whose accumulators stay in
-// registers. Bias, an optional residual (a tensor of the output's shape added to it) and the
-// activation are applied as the results are stored, in that order.
+// out[m][p] = sum_k W[m][k] * X[k][p]. For a convolution p runs over output positions and k over
+// (input channel, kernel row, kernel column); W is packed at generation time into panels of
+// kGemmRows output channels, [M / kGemmRows][K][kGemmRows] (zero rows pad the last panel), and
+// X is never materialised: the kernels gather the panels of it they need into `scratch` (zeros
+// for padding). A micro-kernel runs a panel of W against a gathered panel of X with its
+// accumulators in registers. Bias, an optional residual (a tensor of the output's shape added to
+// it) and the activation are applied as the results are stored, in that order. Conv2DGemm below
+// adds blocking for the caches; the quantized and transposed convolutions use GemmMicroKernel.
 //
 // The vector type is GCC's generic vector extension: the compiler maps it to AVX/AVX2/AVX-512
 // registers, to pairs of SSE or NEON registers, or to scalars, from the same source.
@@ -366,37 +366,51 @@ struct GemmRow {
   GemmVector v[kGemmRowVectors];
 };
 
-// acc[i] = sum over k < K of a[k][i] * b[k][:], for the kGemmRows rows of one packed panel of
-// W (a) against the gathered panel of X (b). The accumulators are locals so that they live in
-// registers for the whole loop over K.
-// Rows of b are kBStride floats apart (a gathered panel is exactly kGemmCols wide; a packed
-// matrix panel may be wider). `a` is a plain pointer or a masked view.
-template <int K, int kBStride = kGemmCols, typename A>
-inline void GemmMicroKernel(A a, const float* __restrict b, GemmRow* acc) {
+// c[i][v] = sum over k < K of a[k][i] * b[k][v-th vector] for v < kVectors, for the kGemmRows
+// rows of a packed panel of W (a, a plain pointer or a masked view) against kVectors vectors of a
+// gathered panel of X (b, rows kBStride floats apart). The accumulators are locals so that they
+// live in registers for the whole loop over K. Each step also prefetches W kPrefetchFloats ahead
+// (none if 0): where W is larger than the caches (the deep layers) and streams from memory, the
+// hardware prefetcher alone does not keep up at this rate.
+template <int K, int kVectors, int kBStride, int kPrefetchFloats, int kCapacity, typename A>
+inline void GemmTileProduct(A a, const float* __restrict b, GemmVector (&c)[kGemmRows][kCapacity]) {
   static_assert(kGemmRows == kMaskBlockWords, "a masked panel step unmasks as one block");
-  GemmVector c[kGemmRows][kGemmRowVectors] = {};
-  for (int k = 0; k < K; ++k) {
-    GemmVector bv[kGemmRowVectors];
+  static_assert(kVectors <= kCapacity, "the accumulators fit");
+#pragma GCC unroll 8
+  for (int i = 0; i < kGemmRows; ++i) {
 #pragma GCC unroll 4
-    for (int v = 0; v < kGemmRowVectors; ++v) LoadVector(b + k * kBStride + v * kGemmVectorFloats, &bv[v]);
-    // W streams from memory when it is larger than the caches (the deep layers): fetch 4 KiB
-    // ahead, which the hardware prefetcher alone does not keep up with at this rate.
+    for (int v = 0; v < kVectors; ++v) c[i][v] = GemmVector{};
+  }
+  for (int k = 0; k < K; ++k) {
+    GemmVector bv[kVectors];
+#pragma GCC unroll 4
+    for (int v = 0; v < kVectors; ++v) LoadVector(b + k * kBStride + v * kGemmVectorFloats, &bv[v]);
     float unmasked[kGemmRows];
     const float* ak;
     if constexpr (kIsMasked<A>) {
-      __builtin_prefetch(a.raw() + (k + kGemmPrefetchSteps) * kGemmRows * sizeof(float));
+      if constexpr (kPrefetchFloats > 0) __builtin_prefetch(a.raw() + (k * kGemmRows + kPrefetchFloats) * sizeof(float));
       a.LoadBlock(static_cast<std::size_t>(k) * kGemmRows, unmasked);
       ak = unmasked;
     } else {
       ak = a + k * kGemmRows;
-      __builtin_prefetch(ak + kGemmPrefetchSteps * kGemmRows);
+      if constexpr (kPrefetchFloats > 0) __builtin_prefetch(ak + kPrefetchFloats);
     }
 #pragma GCC unroll 8
     for (int i = 0; i < kGemmRows; ++i) {
 #pragma GCC unroll 4
-      for (int v = 0; v < kGemmRowVectors; ++v) c[i][v] += ak[i] * bv[v];
+      for (int v = 0; v < kVectors; ++v) c[i][v] += ak[i] * bv[v];
     }
   }
+}
+
+// acc[i] = sum over k < K of a[k][i] * b[k][:], for the kGemmRows rows of one packed panel of
+// W (a) against the gathered panel of X (b), rows of b kBStride floats apart (a gathered panel is
+// exactly kGemmCols wide; a packed matrix panel may be wider).
+template <int K, int kBStride = kGemmCols, typename A>
+inline void GemmMicroKernel(A a, const float* __restrict b, GemmRow* acc) {
+  GemmVector c[kGemmRows][kGemmRowVectors];
+  // A panel is read whole: 4 KiB ahead.
+  GemmTileProduct<K, kGemmRowVectors, kBStride, kGemmPrefetchSteps * kGemmRows>(a, b, c);
 #pragma GCC unroll 8
   for (int i = 0; i < kGemmRows; ++i) {
 #pragma GCC unroll 4
@@ -404,60 +418,30 @@ inline void GemmMicroKernel(A a, const float* __restrict b, GemmRow* acc) {
   }
 }
 
-// Stores one row of a micro-kernel's results: + bias (+ residual), then the activation. Whole
-// rows go through vector operations; a partial last panel, and Sigmoid, element by element.
+// Relu or Clip on a vector, as Activate does on each element (Sigmoid goes element by element).
 template <typename P>
-inline void StoreGemmRow(const GemmRow& acc, float bias, const float* residual, float* row, int cols) {
-  if constexpr (P::kActivation != Activation::kSigmoid) {
-    if (cols == kGemmCols) {
-#pragma GCC unroll 4
-      for (int part = 0; part < kGemmRowVectors; ++part) {
-        GemmVector v = acc.v[part] + bias;
-        if (residual != nullptr) {
-          GemmVector r;
-          LoadVector(residual + part * kGemmVectorFloats, &r);
-          v += r;
-        }
-        if constexpr (P::kActivation == Activation::kRelu) {
-          const GemmVector zero = {};
-          v = v > zero ? v : zero;
-        } else if constexpr (P::kActivation == Activation::kClip) {
-          const GemmVector lo = GemmVector{} + P::kClipLo;
-          const GemmVector hi = GemmVector{} + P::kClipHi;
-          v = v < lo ? lo : v;
-          v = v > hi ? hi : v;
-        }
-        std::memcpy(row + part * kGemmVectorFloats, &v, sizeof(v));
-      }
-      return;
-    }
-  }
-  for (int j = 0; j < cols; ++j) {
-    const float v = acc.v[j / kGemmVectorFloats][j % kGemmVectorFloats] + bias + (residual != nullptr ? residual[j] : 0.f);
-    row[j] = Activate<P::kActivation>(v, P::kClipLo, P::kClipHi);
+inline void ActivateVector(GemmVector* v) {
+  static_assert(P::kActivation != Activation::kSigmoid, "Sigmoid goes element by element");
+  if constexpr (P::kActivation == Activation::kRelu) {
+    const GemmVector zero = {};
+    *v = *v > zero ? *v : zero;
+  } else if constexpr (P::kActivation == Activation::kClip) {
+    const GemmVector lo = GemmVector{} + P::kClipLo;
+    const GemmVector hi = GemmVector{} + P::kClipHi;
+    *v = *v < lo ? lo : *v;
+    *v = *v > hi ? hi : *v;
   }
 }
 
-// Gathers the K x kGemmCols panel of input values that the weights meet at output positions
-// p0 .. p0 + cols - 1 (zeros for padding and for columns past the end).
+// A gathered panel's columns fall into runs that share an output row; within a run, each kernel
+// tap reads one input row at a fixed stride. Columns [begin, end) of a run are output positions
+// (oh, ow0 + j - begin).
+struct ConvColumnRun {
+  int begin, end, oh, ow0;
+};
+
 template <typename P>
-inline void GatherConvPanel(const float* in, int p0, int cols, float* dst) {
-  constexpr int kPositions = P::kOH * P::kOW;
-  constexpr bool kPointwise = P::kKH == 1 && P::kKW == 1 && P::kStrideH == 1 && P::kStrideW == 1 &&
-                              P::kPadTop == 0 && P::kPadLeft == 0 && P::kOH == P::kH && P::kOW == P::kW;
-  if (kPointwise && cols == kGemmCols) {
-    for (int c = 0; c < P::kC; ++c) {
-      std::memcpy(dst + c * kGemmCols, in + static_cast<std::size_t>(c) * kPositions + p0, sizeof(float) * kGemmCols);
-    }
-    return;
-  }
-  // The panel's columns fall into runs that share an output row; within a run, each kernel
-  // tap reads one input row at a fixed stride, so the gather is a zero fill for the padding on
-  // either side and a plain strided copy in between.
-  struct ColumnRun {
-    int begin, end, oh, ow0;
-  };
-  ColumnRun runs[kGemmCols];
+inline int ConvColumnRuns(int p0, int cols, ConvColumnRun* runs) {
   int num_runs = 0;
   for (int j = 0; j < cols;) {
     const int p = p0 + j;
@@ -466,73 +450,286 @@ inline void GatherConvPanel(const float* in, int p0, int cols, float* dst) {
     runs[num_runs++] = {j, j + length, p / P::kOW, ow0};
     j += length;
   }
-  for (int c = 0; c < P::kC; ++c) {
-    const float* channel = in + static_cast<std::size_t>(c) * P::kH * P::kW;
-    for (int kh = 0; kh < P::kKH; ++kh) {
-      for (int kw = 0; kw < P::kKW; ++kw, dst += kGemmCols) {
-        const int shift = kw * P::kDilW - P::kPadLeft;  // iw = ow * stride + shift
-        // Output columns that read inside the row: ow in [ow_lo, ow_hi).
-        const int ow_lo = shift >= 0 ? 0 : (-shift + P::kStrideW - 1) / P::kStrideW;
-        const int ow_hi = P::kW - 1 - shift < 0 ? 0 : (P::kW - 1 - shift) / P::kStrideW + 1;
-        for (int r = 0; r < num_runs; ++r) {
-          const ColumnRun& run = runs[r];
-          const int ih = run.oh * P::kStrideH - P::kPadTop + kh * P::kDilH;
-          if (ih < 0 || ih >= P::kH) {
-            for (int j = run.begin; j < run.end; ++j) dst[j] = 0.f;
-            continue;
-          }
-          const float* src = channel + ih * P::kW;
-          // Columns of this run, as ow = run.ow0 + (j - run.begin).
-          int inside_begin = run.begin + (ow_lo - run.ow0 > 0 ? ow_lo - run.ow0 : 0);
-          int inside_end = run.begin + (ow_hi - run.ow0);
-          if (inside_end > run.end) inside_end = run.end;
-          if (inside_begin > inside_end) inside_begin = inside_end;
-          for (int j = run.begin; j < inside_begin; ++j) dst[j] = 0.f;
-          const float* first = src + (run.ow0 + inside_begin - run.begin) * P::kStrideW + shift;
-          for (int j = inside_begin; j < inside_end; ++j) dst[j] = first[(j - inside_begin) * P::kStrideW];
-          for (int j = inside_end < run.begin ? run.begin : inside_end; j < run.end; ++j) dst[j] = 0.f;
-        }
-        for (int j = cols; j < kGemmCols; ++j) dst[j] = 0.f;
+  return num_runs;
+}
+
+// The kernel tap (input channel, kernel row, kernel column) of row k of X, stepped row by row.
+template <typename P>
+struct ConvTap {
+  int c, kh, kw;
+  explicit ConvTap(int k) : c(k / (P::kKH * P::kKW)), kh(k % (P::kKH * P::kKW) / P::kKW), kw(k % P::kKW) {}
+  void Next() {
+    if (++kw == P::kKW) {
+      kw = 0;
+      if (++kh == P::kKH) {
+        kh = 0;
+        ++c;
       }
+    }
+  }
+};
+
+// Gathers rows k0 .. k0 + kc - 1 of the matrix X (row k = (input channel, kernel row, kernel
+// column)) at output positions p0 .. p0 + cols - 1 into dst, [kc][kWidth] floats, with zeros for
+// padding and for columns past cols.
+template <typename P, int kWidth>
+inline void GatherConvRows(const float* in, int k0, int kc, int p0, int cols, float* dst) {
+  constexpr int kPositions = P::kOH * P::kOW;
+  constexpr bool kPointwise = P::kKH == 1 && P::kKW == 1 && P::kStrideH == 1 && P::kStrideW == 1 &&
+                              P::kPadTop == 0 && P::kPadLeft == 0 && P::kOH == P::kH && P::kOW == P::kW;
+  if (kPointwise && cols == kWidth) {
+    for (int k = 0; k < kc; ++k) {
+      std::memcpy(dst + k * kWidth, in + static_cast<std::size_t>(k0 + k) * kPositions + p0, sizeof(float) * kWidth);
+    }
+    return;
+  }
+  ConvColumnRun runs[kWidth];
+  const int num_runs = ConvColumnRuns<P>(p0, cols, runs);
+  ConvTap<P> tap(k0);
+  for (int k = 0; k < kc; ++k, dst += kWidth) {
+    const float* channel = in + static_cast<std::size_t>(tap.c) * P::kH * P::kW;
+    const int shift = tap.kw * P::kDilW - P::kPadLeft;  // iw = ow * stride + shift
+    // Output columns that read inside the row: ow in [ow_lo, ow_hi).
+    const int ow_lo = shift >= 0 ? 0 : (-shift + P::kStrideW - 1) / P::kStrideW;
+    const int ow_hi = P::kW - 1 - shift < 0 ? 0 : (P::kW - 1 - shift) / P::kStrideW + 1;
+    for (int r = 0; r < num_runs; ++r) {
+      const ConvColumnRun& run = runs[r];
+      const int ih = run.oh * P::kStrideH - P::kPadTop + tap.kh * P::kDilH;
+      if (ih < 0 || ih >= P::kH) {
+        for (int j = run.begin; j < run.end; ++j) dst[j] = 0.f;
+        continue;
+      }
+      const float* src = channel + ih * P::kW;
+      // Columns of this run, as ow = run.ow0 + (j - run.begin).
+      int inside_begin = run.begin + (ow_lo - run.ow0 > 0 ? ow_lo - run.ow0 : 0);
+      int inside_end = run.begin + (ow_hi - run.ow0);
+      if (inside_end > run.end) inside_end = run.end;
+      if (inside_begin > inside_end) inside_begin = inside_end;
+      for (int j = run.begin; j < inside_begin; ++j) dst[j] = 0.f;
+      const float* first = src + (run.ow0 + inside_begin - run.begin) * P::kStrideW + shift;
+      for (int j = inside_begin; j < inside_end; ++j) dst[j] = first[(j - inside_begin) * P::kStrideW];
+      for (int j = inside_end < run.begin ? run.begin : inside_end; j < run.end; ++j) dst[j] = 0.f;
+    }
+    for (int j = cols; j < kWidth; ++j) dst[j] = 0.f;
+    tap.Next();
+  }
+}
+
+// Convolutions with unit column stride (but not the pointwise ones, which copy rows as they are)
+// gather from a copy of the input with its padding written out as zeros, so that every run of a
+// gathered row is one contiguous copy, done in whole vectors. Such a copy may read up to
+// kConvSpareFloats - 1 floats past its run, and write as far past it into columns that a later
+// run or row overwrites: the padded copy and the gathered tiles are each followed by that many
+// spare floats of scratch.
+constexpr int kConvSpareFloats = 16;
+static_assert(kGemmVectorFloats <= kConvSpareFloats, "a vector copy stays within the spare floats");
+
+template <typename P>
+struct ConvPaddedInput {
+  static constexpr bool kUsed = P::kStrideW == 1 && !(P::kKH == 1 && P::kKW == 1 && P::kStrideH == 1 &&
+                                                      P::kPadTop == 0 && P::kPadLeft == 0);
+  static constexpr int kExtentH = (P::kOH - 1) * P::kStrideH + (P::kKH - 1) * P::kDilH + 1;
+  static constexpr int kExtentW = (P::kOW - 1) * P::kStrideW + (P::kKW - 1) * P::kDilW + 1;
+  static constexpr int kRows = P::kH + P::kPadTop > kExtentH ? P::kH + P::kPadTop : kExtentH;
+  static constexpr int kCols = P::kW + P::kPadLeft > kExtentW ? P::kW + P::kPadLeft : kExtentW;
+  // Scratch floats it takes, spare ones included (none when not used).
+  static constexpr std::size_t kFloats =
+      kUsed ? static_cast<std::size_t>(P::kC) * kRows * kCols + kConvSpareFloats : 0;
+};
+
+template <typename P>
+inline void PadConvInput(const float* in, float* padded) {
+  using Pad = ConvPaddedInput<P>;
+  for (int c = 0; c < P::kC; ++c) {
+    for (int r = 0; r < Pad::kRows; ++r) {
+      float* row = padded + (static_cast<std::size_t>(c) * Pad::kRows + r) * Pad::kCols;
+      const int ih = r - P::kPadTop;
+      if (ih < 0 || ih >= P::kH) {
+        for (int j = 0; j < Pad::kCols; ++j) row[j] = 0.f;
+        continue;
+      }
+      for (int j = 0; j < P::kPadLeft; ++j) row[j] = 0.f;
+      std::memcpy(row + P::kPadLeft, in + (static_cast<std::size_t>(c) * P::kH + ih) * P::kW, sizeof(float) * P::kW);
+      for (int j = P::kPadLeft + P::kW; j < Pad::kCols; ++j) row[j] = 0.f;
+    }
+  }
+  for (int j = 0; j < kConvSpareFloats; ++j) padded[Pad::kFloats - kConvSpareFloats + j] = 0.f;
+}
+
+// GatherConvRows from the padded copy (unit column stride).
+template <typename P, int kWidth>
+inline void GatherPaddedConvRows(const float* padded, int k0, int kc, int p0, int cols, float* dst) {
+  using Pad = ConvPaddedInput<P>;
+  static_assert(Pad::kUsed, "the input has a padded copy");
+  ConvColumnRun runs[kWidth];
+  const int num_runs = ConvColumnRuns<P>(p0, cols, runs);
+  int source[kWidth];  // each run's first input element, relative to the tap's
+  for (int r = 0; r < num_runs; ++r) source[r] = runs[r].oh * P::kStrideH * Pad::kCols + runs[r].ow0;
+  ConvTap<P> tap(k0);
+  for (int k = 0; k < kc; ++k, dst += kWidth) {
+    const float* first = padded + (static_cast<std::size_t>(tap.c) * Pad::kRows + tap.kh * P::kDilH) * Pad::kCols +
+                         tap.kw * P::kDilW;
+    for (int r = 0; r < num_runs; ++r) {
+      const float* src = first + source[r] - runs[r].begin;
+      for (int j = runs[r].begin; j < runs[r].end; j += kGemmVectorFloats) {
+        GemmVector v;
+        LoadVector(src + j, &v);
+        std::memcpy(dst + j, &v, sizeof(v));
+      }
+    }
+    for (int j = cols; j < kWidth; ++j) dst[j] = 0.f;
+    tap.Next();
+  }
+}
+
+// Gathers the K x kGemmCols panel of input values that the weights meet at output positions
+// p0 .. p0 + cols - 1 (zeros for padding and for columns past the end).
+template <typename P>
+inline void GatherConvPanel(const float* in, int p0, int cols, float* dst) {
+  GatherConvRows<P, kGemmCols>(in, 0, P::kC * P::kKH * P::kKW, p0, cols, dst);
+}
+
+// --- Convolution as a cache-blocked matrix product ----------------------------------------
+//
+// Conv2DGemm computes out = W X as a BLAS does, blocked for the caches. K is cut into blocks of
+// P::kBlockK rows. For each block, the rows of X it covers are gathered for a chunk of
+// P::kChunkCols output positions (sized by the generator to stay in L2) as tiles of
+// kConvTileCols columns, [tile][k][kConvTileCols]; then each gathered tile (kBlockK x
+// kConvTileCols floats, small enough for L1) meets every panel of W in turn (8 rows x kBlockK, from
+// L2), in a micro-kernel of kGemmRows x kConvTileCols accumulators. So the operand read most per
+// step comes from L1, and W streams from memory once per chunk. The first block's results are
+// stored with the bias, later blocks add theirs to the output, and the last one adds the residual
+// and applies the activation.
+#if defined(__AVX512F__)
+// 8 x 3 accumulators and 3 operands of the 32 zmm registers: 11 loads per 24 FMAs.
+constexpr int kConvTileVectors = 3;
+#else
+constexpr int kConvTileVectors = kGemmRowVectors;
+#endif
+constexpr int kConvTileCols = kConvTileVectors * kGemmVectorFloats;
+
+// Where a K block's results go: the first of several, a later one, the last, or the only one.
+enum class ConvBlockStage { kFirst, kMiddle, kLast, kOnly };
+
+// Stores `rows` x `cols` results of a tile into out (rows kPositions floats apart).
+template <typename P, int kVectors, int kPositions, typename B>
+inline void StoreConvTile(const GemmVector (&c)[kGemmRows][kConvTileVectors], ConvBlockStage stage, B bias, int m0,
+                          int rows, const float* residual, float* out, int cols) {
+  const bool first = stage == ConvBlockStage::kFirst || stage == ConvBlockStage::kOnly;
+  const bool last = stage == ConvBlockStage::kLast || stage == ConvBlockStage::kOnly;
+  for (int i = 0; i < rows; ++i) {
+    float* row = out + static_cast<std::size_t>(i) * kPositions;
+    const float* res = residual != nullptr ? residual + static_cast<std::size_t>(i) * kPositions : nullptr;
+    const float b = first ? OptionalAt(bias, m0 + i) : 0.f;
+    if (cols == kVectors * kGemmVectorFloats && (!last || P::kActivation != Activation::kSigmoid)) {
+#pragma GCC unroll 4
+      for (int v = 0; v < kVectors; ++v) {
+        GemmVector sum = c[i][v];
+        GemmVector other;
+        if (first) {
+          sum += b;
+        } else {
+          LoadVector(row + v * kGemmVectorFloats, &other);
+          sum += other;
+        }
+        if (last) {
+          if (res != nullptr) {
+            LoadVector(res + v * kGemmVectorFloats, &other);
+            sum += other;
+          }
+          if constexpr (P::kActivation != Activation::kSigmoid) ActivateVector<P>(&sum);
+        }
+        std::memcpy(row + v * kGemmVectorFloats, &sum, sizeof(sum));
+      }
+      continue;
+    }
+    for (int j = 0; j < cols; ++j) {
+      float v = c[i][j / kGemmVectorFloats][j % kGemmVectorFloats] + (first ? b : row[j]);
+      if (last) v = Activate<P::kActivation>(v + (res != nullptr ? res[j] : 0.f), P::kClipLo, P::kClipHi);
+      row[j] = v;
     }
   }
 }
 
-// P: as Conv2D (groups must be 1), plus kChunkCols: output positions gathered at a time, a
-// multiple of every target's kGemmCols chosen by the generator so that the gathered chunk
-// (K x kChunkCols floats, the size of `scratch`) stays in the L2 cache. Each panel of W then runs
-// over the whole chunk: W streams from memory once per chunk, not once per micro-kernel panel,
-// which matters for the deep layers where W is large and there are few positions.
-template <typename P, typename W, typename B>
-inline void Conv2DGemm(const float* x, W packed_w, B bias, float* y, float* scratch, const float* residual = nullptr) {
-  static_assert(P::kGroups == 1, "grouped convolutions use Conv2D");
-  static_assert(P::kChunkCols % kGemmCols == 0, "chunks hold whole panels");
+// One K block of kBlock rows over a gathered tile of `cols` columns, against every panel of W.
+template <typename P, int kBlock, typename W, typename B>
+inline void ConvTileAllPanels(W w_block, const float* tile, ConvBlockStage stage, B bias, const float* residual,
+                              float* out, int cols) {
   constexpr int kK = P::kC * P::kKH * P::kKW;
   constexpr int kPositions = P::kOH * P::kOW;
   constexpr int kPanels = (P::kM + kGemmRows - 1) / kGemmRows;
+  const int vectors = (cols + kGemmVectorFloats - 1) / kGemmVectorFloats;
+  for (int panel = 0; panel < kPanels; ++panel) {
+    const int m0 = panel * kGemmRows;
+    const int rows = P::kM - m0 < kGemmRows ? P::kM - m0 : kGemmRows;
+    const W a = w_block + static_cast<std::size_t>(panel) * kK * kGemmRows;
+    const std::size_t offset = static_cast<std::size_t>(m0) * kPositions;
+    const float* res = residual != nullptr ? residual + offset : nullptr;
+    const auto run = [&](auto vectors) {
+      constexpr int kVectors = decltype(vectors)::value;
+      GemmVector c[kGemmRows][kConvTileVectors];
+      // The same block of the next panel of W, which the first tile reads from memory.
+      GemmTileProduct<kBlock, kVectors, kConvTileCols, kK * kGemmRows>(a, tile, c);
+      StoreConvTile<P, kVectors, kPositions>(c, stage, bias, m0, rows, res, out + offset, cols);
+    };
+    // Partial tiles (the last positions) skip the vectors that hold only padding.
+    if (vectors == kConvTileVectors) {
+      run(std::integral_constant<int, kConvTileVectors>{});
+    } else if (vectors == 2) {
+      run(std::integral_constant<int, (kConvTileVectors > 2 ? 2 : 1)>{});
+    } else {
+      run(std::integral_constant<int, 1>{});
+    }
+  }
+}
+
+// P: as Conv2D (groups must be 1), plus kBlockK (rows of K per block) and kChunkCols (output
+// positions gathered at a time; rounded down to whole tiles, at least one). `scratch` holds
+// kBlockK x max(kChunkCols, 48) floats.
+template <typename P, typename W, typename B>
+inline void Conv2DGemm(const float* x, W packed_w, B bias, float* y, float* scratch, const float* residual = nullptr) {
+  static_assert(P::kGroups == 1, "grouped convolutions use Conv2D");
+  constexpr int kK = P::kC * P::kKH * P::kKW;
+  constexpr int kPositions = P::kOH * P::kOW;
+  constexpr int kBlockK = P::kBlockK < kK ? P::kBlockK : kK;
+  constexpr int kBlocks = (kK + kBlockK - 1) / kBlockK;
+  constexpr int kTailK = kK - (kBlocks - 1) * kBlockK;
+  constexpr int kChunk = P::kChunkCols < kConvTileCols ? kConvTileCols : P::kChunkCols / kConvTileCols * kConvTileCols;
   for (int n = 0; n < P::kN; ++n) {
     const float* in = x + static_cast<std::size_t>(n) * P::kC * P::kH * P::kW;
     float* out = y + static_cast<std::size_t>(n) * P::kM * kPositions;
     const float* res_image = residual ? residual + static_cast<std::size_t>(n) * P::kM * kPositions : nullptr;
-    for (int c0 = 0; c0 < kPositions; c0 += P::kChunkCols) {
-      const int chunk = kPositions - c0 < P::kChunkCols ? kPositions - c0 : P::kChunkCols;
-      for (int q = 0; q * kGemmCols < chunk; ++q) {
-        const int cols = chunk - q * kGemmCols < kGemmCols ? chunk - q * kGemmCols : kGemmCols;
-        GatherConvPanel<P>(in, c0 + q * kGemmCols, cols, scratch + static_cast<std::size_t>(q) * kK * kGemmCols);
-      }
-      for (int panel = 0; panel < kPanels; ++panel) {
-        const W w_panel = packed_w + static_cast<std::size_t>(panel) * kK * kGemmRows;
-        const int m0 = panel * kGemmRows;
-        const int rows = P::kM - m0 < kGemmRows ? P::kM - m0 : kGemmRows;
-        for (int q = 0; q * kGemmCols < chunk; ++q) {
-          const int p0 = c0 + q * kGemmCols;
-          const int cols = chunk - q * kGemmCols < kGemmCols ? chunk - q * kGemmCols : kGemmCols;
-          GemmRow acc[kGemmRows];
-          GemmMicroKernel<kK>(w_panel, scratch + static_cast<std::size_t>(q) * kK * kGemmCols, acc);
-          for (int i = 0; i < rows; ++i) {
-            const std::size_t offset = static_cast<std::size_t>(m0 + i) * kPositions + p0;
-            StoreGemmRow<P>(acc[i], OptionalAt(bias, m0 + i), res_image ? res_image + offset : nullptr,
-                            out + offset, cols);
+    float* tiles_scratch = scratch + ConvPaddedInput<P>::kFloats;
+    if constexpr (ConvPaddedInput<P>::kUsed) PadConvInput<P>(in, scratch);
+    for (int c0 = 0; c0 < kPositions; c0 += kChunk) {
+      const int chunk = kPositions - c0 < kChunk ? kPositions - c0 : kChunk;
+      const int tiles = (chunk + kConvTileCols - 1) / kConvTileCols;
+      for (int block = 0; block < kBlocks; ++block) {
+        const int k0 = block * kBlockK;
+        const int kc = block + 1 < kBlocks ? kBlockK : kTailK;
+        for (int t = 0; t < tiles; ++t) {
+          const int cols = chunk - t * kConvTileCols < kConvTileCols ? chunk - t * kConvTileCols : kConvTileCols;
+          float* dst = tiles_scratch + static_cast<std::size_t>(t) * kBlockK * kConvTileCols;
+          if constexpr (ConvPaddedInput<P>::kUsed) {
+            GatherPaddedConvRows<P, kConvTileCols>(scratch, k0, kc, c0 + t * kConvTileCols, cols, dst);
+          } else {
+            GatherConvRows<P, kConvTileCols>(in, k0, kc, c0 + t * kConvTileCols, cols, dst);
+          }
+        }
+        const ConvBlockStage stage = kBlocks == 1           ? ConvBlockStage::kOnly
+                                     : block == 0           ? ConvBlockStage::kFirst
+                                     : block + 1 < kBlocks ? ConvBlockStage::kMiddle
+                                                            : ConvBlockStage::kLast;
+        const W w_block = packed_w + static_cast<std::size_t>(k0) * kGemmRows;
+        for (int t = 0; t < tiles; ++t) {
+          const int p0 = c0 + t * kConvTileCols;
+          const int cols = chunk - t * kConvTileCols < kConvTileCols ? chunk - t * kConvTileCols : kConvTileCols;
+          const float* tile = tiles_scratch + static_cast<std::size_t>(t) * kBlockK * kConvTileCols;
+          const float* res = res_image != nullptr ? res_image + p0 : nullptr;
+          if (block + 1 < kBlocks) {
+            ConvTileAllPanels<P, kBlockK>(w_block, tile, stage, bias, res, out + p0, cols);
+          } else {
+            ConvTileAllPanels<P, kTailK>(w_block, tile, stage, bias, res, out + p0, cols);
           }
         }
       }

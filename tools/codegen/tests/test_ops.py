@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 from onnx import TensorProto, helper
+from onnx.reference import ReferenceEvaluator
 
 from helpers import assert_close, compile_and_run, make_model, save
 from pure_model_codegen import cli
@@ -98,6 +99,31 @@ def test_conv_fused_activation(tmp_path, activation):
     act_inputs = ["c", "lo", "hi"] if activation == "Clip" else ["c"]
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node(activation, act_inputs, ["y"])]
     run_case(tmp_path, nodes, {"x": rand(1, 3, 6, 6)}, [("y", None)], inits)
+
+
+# Conv2DGemm's blocking: K in several blocks (results add up in the output, the residual and the
+# activation come with the last), several chunks of positions, a partial last tile, batches.
+@pytest.mark.parametrize("xshape,wshape,attrs", [
+    ((2, 40, 13, 11), (20, 40, 3, 3), {"pads": [1, 1, 1, 1]}),  # K = 360: 3 blocks
+    ((1, 16, 48, 48), (8, 16, 3, 3), {"pads": [1, 1, 1, 1]}),  # 2304 positions: 2 chunks
+    ((1, 30, 17, 15), (12, 30, 3, 3), {"pads": [2, 1, 0, 2], "dilations": [2, 1]}),
+    ((1, 24, 15, 16), (9, 24, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}),  # gathered as it is
+    ((1, 130, 9, 7), (10, 130, 1, 1), {}),  # pointwise, K = 130: 2 blocks
+    ((1, 64, 1, 40), (16, 64, 1, 5), {"pads": [0, 2, 0, 2]}),  # one row
+])
+def test_conv_gemm_blocked_with_residual(tmp_path, xshape, wshape, attrs):
+    inits = {"w": rand(*wshape), "b": rand(wshape[0])}
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", **attrs),
+             helper.make_node("Add", ["c", "r"], ["s"], name="residual"),
+             helper.make_node("Relu", ["s"], ["y"], name="relu")]
+    feeds = {"x": rand(*xshape)}
+    out_shape = list(ReferenceEvaluator(make_model([nodes[0]], [("x", list(xshape))], [("c", None)], inits))
+                     .run(None, feeds)[0].shape)
+    feeds["r"] = rand(*out_shape)
+    model = make_model(nodes, [("x", list(xshape)), ("r", out_shape)], [("y", None)], inits)
+    got, expected, files = compile_and_run(save(model, tmp_path), feeds, workdir=str(tmp_path))
+    assert_close(got, expected)
+    assert "adds its last input as node 'residual' (Add)" in files["source"]
 
 
 # Gemm-6: C broadcasts only with broadcast=1, and only as a suffix of [M, N].

@@ -119,6 +119,13 @@ def _as_2d(values, fill):
     return values if len(values) == 2 else [fill] + values
 
 
+def _planar(g):
+    """A 1-D or 2-D geometry as 2-D (a 1-D convolution is one row): the (H, W) pairs of input size,
+    kernel, output size, strides, dilations and leading padding."""
+    return (_as_2d(g["spatial"], 1), _as_2d(g["kernel"], 1), _as_2d(g["out"], 1), _as_2d(g["strides"], 1),
+            _as_2d(g["dilations"], 1), _as_2d(g["begin"], 0))
+
+
 def _emit_3d(node, ctx, g):
     activation = node.attrs.get("_fused_activation", ("kNone", float("-inf"), float("inf")))
     fields = [("kN", g["n"]), ("kC", g["c"]), ("kM", g["m"]), ("kGroups", g["group"])]
@@ -139,12 +146,7 @@ def _emit(node, ctx):
     g = _kernel_geometry(node, ctx.graph)
     if len(g["spatial"]) == 3:
         return _emit_3d(node, ctx, g)
-    h, w = _as_2d(g["spatial"], 1)
-    kh, kw = _as_2d(g["kernel"], 1)
-    oh, ow = _as_2d(g["out"], 1)
-    sh, sw = _as_2d(g["strides"], 1)
-    dh, dw = _as_2d(g["dilations"], 1)
-    pt, pl = _as_2d(g["begin"], 0)
+    (h, w), (kh, kw), (oh, ow), (sh, sw), (dh, dw), (pt, pl) = _planar(g)
     activation = node.attrs.get("_fused_activation", ("kNone", float("-inf"), float("inf")))
     fields = [
         ("kN", g["n"]), ("kC", g["c"]), ("kH", h), ("kW", w), ("kM", g["m"]), ("kKH", kh), ("kKW", kw),
@@ -156,7 +158,8 @@ def _emit(node, ctx):
     bias = ctx.ptr(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else "nullptr"
     residual = f", {ctx.ptr(node.inputs[3])}" if "_fused_residual" in node.attrs else ""
     if _uses_gemm(node, ctx.graph):
-        params = ctx.param_struct(node, fields + [("kChunkCols", chunk_cols(node, ctx.graph))])
+        block_k, chunk = _gemm_blocking(node, ctx.graph)
+        params = ctx.param_struct(node, fields + [("kBlockK", block_k), ("kChunkCols", chunk)])
         packed = ctx.derived_constant(node, "packed_weights", pack_gemm_weights(ctx.graph.tensor(node.inputs[1]).value),
                                       comment=f"packed in panels of {GEMM_ROWS} output channels")
         return [f"pure_model::Conv2DGemm<{params}>({ctx.ptr(node.inputs[0])}, {packed}, {bias}, "
@@ -179,7 +182,7 @@ def add_residual(node, tensor_name, add_node_name):
 
 # kGemmRows in runtime/include/pure_model/kernels.h must equal GEMM_ROWS.
 GEMM_ROWS = 8
-GEMM_COLS = 32  # the widest kGemmCols of any target: scratch is sized for it
+GEMM_COLS = 32  # the widest kGemmCols of any target: GemmMicroKernel's users size scratch for it
 
 
 def _uses_gemm(node, graph):
@@ -202,15 +205,9 @@ def pack_gemm_weights(weights):
 # Cache sizes the loop order is planned for: L2 is 1 MiB on current x86-64 and many aarch64
 # cores. Weights that fit in half of it stream from L2 for every panel of positions while that
 # panel sits in L1; larger weights would come from L3 or memory each time, so then the kernel
-# gathers a chunk of positions that fills L2 and streams the weights once per chunk instead.
+# gathers a chunk of positions that fills L2 and streams the weights once per chunk instead
+# (the integer GEMMs of quantized.py, on kernels.h's GemmMicroKernel).
 _L2_BYTES = 1 << 20
-
-
-def chunk_cols(node, graph):
-    """Output positions the GEMM convolution gathers at once: kChunkCols in kernels.h."""
-    g = _conv_geometry(node, graph)
-    k = g["c"] * int(np.prod(g["kernel"]))
-    return gemm_chunk_cols(g["m"] * k * 4, k * 4, int(np.prod(g["out"])))
 
 
 def gemm_chunk_cols(weight_bytes, column_bytes, positions):
@@ -220,6 +217,42 @@ def gemm_chunk_cols(weight_bytes, column_bytes, positions):
         return GEMM_COLS
     fitting = max(GEMM_COLS, _L2_BYTES // column_bytes // GEMM_COLS * GEMM_COLS)
     return min(fitting, -(-positions // GEMM_COLS) * GEMM_COLS)
+
+
+# Conv2DGemm (kernels.h) cuts K into blocks of at most this many rows: one gathered tile of a
+# block (48 columns wide with AVX-512) then takes 24 KiB, which stays in L1 while every panel of W
+# passes it.
+_BLOCK_K = 128
+# Conv2DGemm's widest tile (kConvTileCols with AVX-512), a multiple of every target's; spare floats
+# after each part of its scratch (kConvSpareFloats).
+_TILE_COLS = 48
+_SPARE_FLOATS = 16
+
+
+def _gemm_blocking(node, graph):
+    """(kBlockK, kChunkCols) of Conv2DGemm: K in blocks of equal size, a multiple of 8, of at most
+    _BLOCK_K rows; and as many output positions (whole tiles) as keep one block's gathered chunk
+    within half of L2, so that W streams from memory once per chunk, beside the block of W."""
+    g = _kernel_geometry(node, graph)
+    k = g["c"] * int(np.prod(g["kernel"]))
+    blocks = -(-k // _BLOCK_K)
+    per_block = -(-k // blocks)
+    block_k = min(k, -(-per_block // 8) * 8)
+    positions = int(np.prod(g["out"]))
+    fitting = max(_TILE_COLS, _L2_BYTES // 2 // (block_k * 4) // _TILE_COLS * _TILE_COLS)
+    return block_k, min(fitting, -(-positions // _TILE_COLS) * _TILE_COLS)
+
+
+def _padded_input_floats(g):
+    """ConvPaddedInput<P>::kFloats in kernels.h: a zero-padded copy of one image's input that
+    convolutions with unit column stride (other than pointwise ones) gather from."""
+    (h, w), (kh, kw), (oh, ow), (sh, sw), (dh, dw), (pt, pl) = _planar(g)
+    pointwise = kh == 1 and kw == 1 and sh == 1 and pt == 0 and pl == 0
+    if sw != 1 or pointwise:
+        return 0
+    rows = max(h + pt, (oh - 1) * sh + (kh - 1) * dh + 1)
+    cols = max(w + pl, (ow - 1) * sw + (kw - 1) * dw + 1)
+    return g["c"] * rows * cols + _SPARE_FLOATS
 
 
 def _is_depthwise(node, graph):
@@ -232,8 +265,8 @@ def _scratch(node, graph):
         return _kernel_geometry(node, graph)["spatial"][-1] * 4  # a row of zeros
     if not _uses_gemm(node, graph):
         return 0
-    weights = graph.tensor(node.inputs[1])
-    return int(np.prod(weights.shape[1:])) * chunk_cols(node, graph) * 4
+    block_k, chunk = _gemm_blocking(node, graph)
+    return (_padded_input_floats(_kernel_geometry(node, graph)) + block_k * chunk + _SPARE_FLOATS) * 4
 
 
 def _flops(node, graph):
