@@ -483,7 +483,7 @@ inline void GatherConvRows(const float* in, int k0, int kc, int p0, int cols, fl
     }
     return;
   }
-  ConvColumnRun runs[kWidth];
+  ConvColumnRun runs[kWidth] = {};
   const int num_runs = ConvColumnRuns<P>(p0, cols, runs);
   ConvTap<P> tap(k0);
   for (int k = 0; k < kc; ++k, dst += kWidth) {
@@ -561,9 +561,9 @@ template <typename P, int kWidth>
 inline void GatherPaddedConvRows(const float* padded, int k0, int kc, int p0, int cols, float* dst) {
   using Pad = ConvPaddedInput<P>;
   static_assert(Pad::kUsed, "the input has a padded copy");
-  ConvColumnRun runs[kWidth];
+  ConvColumnRun runs[kWidth] = {};
   const int num_runs = ConvColumnRuns<P>(p0, cols, runs);
-  int source[kWidth];  // each run's first input element, relative to the tap's
+  int source[kWidth] = {};  // each run's first input element, relative to the tap's
   for (int r = 0; r < num_runs; ++r) source[r] = runs[r].oh * P::kStrideH * Pad::kCols + runs[r].ow0;
   ConvTap<P> tap(k0);
   for (int k = 0; k < kc; ++k, dst += kWidth) {
@@ -581,6 +581,27 @@ inline void GatherPaddedConvRows(const float* padded, int k0, int kc, int p0, in
     tap.Next();
   }
 }
+
+// Rows k0 .. k0 + kc - 1 of X at positions p0 .. p0 + cols - 1, [kc][kWidth], from the padded
+// copy in `padded` where the convolution has one, else from the input itself.
+template <typename P, int kWidth>
+inline void GatherConvTile(const float* in, const float* padded, int k0, int kc, int p0, int cols, float* dst) {
+  if constexpr (ConvPaddedInput<P>::kUsed) {
+    GatherPaddedConvRows<P, kWidth>(padded, k0, kc, p0, cols, dst);
+  } else {
+    (void)padded;
+    GatherConvRows<P, kWidth>(in, k0, kc, p0, cols, dst);
+  }
+}
+
+// K cut into kBlocks blocks of kBlockK rows (P::kBlockK at most), the last one kTailK rows.
+template <typename P>
+struct ConvKBlocks {
+  static constexpr int kK = P::kC * P::kKH * P::kKW;
+  static constexpr int kBlockK = P::kBlockK < kK ? P::kBlockK : kK;
+  static constexpr int kBlocks = (kK + kBlockK - 1) / kBlockK;
+  static constexpr int kTailK = kK - (kBlocks - 1) * kBlockK;
+};
 
 // Gathers the K x kGemmCols panel of input values that the weights meet at output positions
 // p0 .. p0 + cols - 1 (zeros for padding and for columns past the end).
@@ -685,15 +706,14 @@ inline void ConvTileAllPanels(W w_block, const float* tile, ConvBlockStage stage
 
 // P: as Conv2D (groups must be 1), plus kBlockK (rows of K per block) and kChunkCols (output
 // positions gathered at a time; rounded down to whole tiles, at least one). `scratch` holds
-// kBlockK x max(kChunkCols, 48) floats.
+// ConvPaddedInput<P>::kFloats, then kBlockK x max(kChunkCols, 48) + kConvSpareFloats floats.
 template <typename P, typename W, typename B>
 inline void Conv2DGemm(const float* x, W packed_w, B bias, float* y, float* scratch, const float* residual = nullptr) {
   static_assert(P::kGroups == 1, "grouped convolutions use Conv2D");
-  constexpr int kK = P::kC * P::kKH * P::kKW;
   constexpr int kPositions = P::kOH * P::kOW;
-  constexpr int kBlockK = P::kBlockK < kK ? P::kBlockK : kK;
-  constexpr int kBlocks = (kK + kBlockK - 1) / kBlockK;
-  constexpr int kTailK = kK - (kBlocks - 1) * kBlockK;
+  constexpr int kBlockK = ConvKBlocks<P>::kBlockK;
+  constexpr int kBlocks = ConvKBlocks<P>::kBlocks;
+  constexpr int kTailK = ConvKBlocks<P>::kTailK;
   constexpr int kChunk = P::kChunkCols < kConvTileCols ? kConvTileCols : P::kChunkCols / kConvTileCols * kConvTileCols;
   for (int n = 0; n < P::kN; ++n) {
     const float* in = x + static_cast<std::size_t>(n) * P::kC * P::kH * P::kW;
@@ -709,12 +729,8 @@ inline void Conv2DGemm(const float* x, W packed_w, B bias, float* y, float* scra
         const int kc = block + 1 < kBlocks ? kBlockK : kTailK;
         for (int t = 0; t < tiles; ++t) {
           const int cols = chunk - t * kConvTileCols < kConvTileCols ? chunk - t * kConvTileCols : kConvTileCols;
-          float* dst = tiles_scratch + static_cast<std::size_t>(t) * kBlockK * kConvTileCols;
-          if constexpr (ConvPaddedInput<P>::kUsed) {
-            GatherPaddedConvRows<P, kConvTileCols>(scratch, k0, kc, c0 + t * kConvTileCols, cols, dst);
-          } else {
-            GatherConvRows<P, kConvTileCols>(in, k0, kc, c0 + t * kConvTileCols, cols, dst);
-          }
+          GatherConvTile<P, kConvTileCols>(in, scratch, k0, kc, c0 + t * kConvTileCols, cols,
+                                           tiles_scratch + static_cast<std::size_t>(t) * kBlockK * kConvTileCols);
         }
         const ConvBlockStage stage = kBlocks == 1           ? ConvBlockStage::kOnly
                                      : block == 0           ? ConvBlockStage::kFirst
@@ -732,6 +748,132 @@ inline void Conv2DGemm(const float* x, W packed_w, B bias, float* y, float* scra
             ConvTileAllPanels<P, kTailK>(w_block, tile, stage, bias, res, out + p0, cols);
           }
         }
+      }
+    }
+  }
+}
+
+// --- Convolutions with few output positions: vectors across output channels -----------------
+//
+// Deep layers have few output positions and many channels (ResNet's last stage: 7 x 7 = 49
+// positions, 512 channels), where Conv2DGemm's tiles of positions would be mostly padding in
+// their last vector (49 = 48 + 1 with AVX-512). Conv2DGemmChannels puts the vectors across
+// output channels instead: W is packed at generation time in panels of kConvChannelRows rows,
+// [ceil(M / kConvChannelRows)][K][kConvChannelRows], and the micro-kernel multiplies one panel's
+// vectors by a tile of P::kTilePositions positions (at most kConvChannelPositionsMax), each
+// broadcast from the gathered tile of X ([k][tile positions]). K is blocked as in Conv2DGemm;
+// each block's sums add up in scratch laid out [position][channel], and a last pass adds bias and
+// residual, applies the activation and writes the output [channel][position].
+constexpr int kConvChannelRows = 32;
+constexpr int kConvChannelVectors = kConvChannelRows / kGemmVectorFloats;
+#if defined(__AVX512F__)
+constexpr int kConvChannelPositionsMax = 14;  // 2 x 14 accumulators + 2 vectors of W: 30 of 32 zmm
+#elif defined(__aarch64__)
+constexpr int kConvChannelPositionsMax = 2;  // 4 pairs of NEON registers per position, of 32
+#elif defined(__AVX__)
+constexpr int kConvChannelPositionsMax = 3;  // 4 x 3 accumulators + 4 vectors of W: 16 ymm
+#else
+constexpr int kConvChannelPositionsMax = 1;
+#endif
+
+// c[p][v] = sum over k < kBlock of x[k][p] * a[k][v-th vector], for a panel of W (a, plain or
+// masked) and kTile positions of a gathered tile (x, rows kTile floats apart).
+template <int kBlock, int kTile, int kPrefetchFloats, typename A>
+inline void ConvChannelTileProduct(A a, const float* __restrict x, GemmVector (&c)[kTile][kConvChannelVectors]) {
+  static_assert(kConvChannelRows % kMaskBlockWords == 0, "a masked panel step unmasks whole blocks");
+#pragma GCC unroll 16
+  for (int p = 0; p < kTile; ++p) {
+#pragma GCC unroll 8
+    for (int v = 0; v < kConvChannelVectors; ++v) c[p][v] = GemmVector{};
+  }
+  for (int k = 0; k < kBlock; ++k) {
+    GemmVector wv[kConvChannelVectors];
+    if constexpr (kIsMasked<A>) {
+      float unmasked[kConvChannelRows];
+      for (int b = 0; b < kConvChannelRows; b += kMaskBlockWords) {
+        a.LoadBlock(static_cast<std::size_t>(k) * kConvChannelRows + b, unmasked + b);
+      }
+#pragma GCC unroll 8
+      for (int v = 0; v < kConvChannelVectors; ++v) LoadVector(unmasked + v * kGemmVectorFloats, &wv[v]);
+    } else {
+      const float* ak = a + k * kConvChannelRows;
+      if constexpr (kPrefetchFloats > 0) __builtin_prefetch(ak + kPrefetchFloats);
+#pragma GCC unroll 8
+      for (int v = 0; v < kConvChannelVectors; ++v) LoadVector(ak + v * kGemmVectorFloats, &wv[v]);
+    }
+#pragma GCC unroll 16
+    for (int p = 0; p < kTile; ++p) {
+      const float xv = x[k * kTile + p];
+#pragma GCC unroll 8
+      for (int v = 0; v < kConvChannelVectors; ++v) c[p][v] += xv * wv[v];
+    }
+  }
+}
+
+// P: as Conv2D (groups must be 1), plus kBlockK and kTilePositions. `scratch` holds
+// ConvPaddedInput<P>::kFloats, then (kPositions + 13) x (panels x kConvChannelRows) sums, then
+// (kPositions + 13) x kBlockK + kConvSpareFloats gathered floats (13: whole tiles of up to 14).
+template <typename P, typename W, typename B>
+inline void Conv2DGemmChannels(const float* x, W packed_w, B bias, float* y, float* scratch,
+                               const float* residual = nullptr) {
+  static_assert(P::kGroups == 1, "grouped convolutions use Conv2D");
+  constexpr int kK = ConvKBlocks<P>::kK;
+  constexpr int kPositions = P::kOH * P::kOW;
+  constexpr int kBlockK = ConvKBlocks<P>::kBlockK;
+  constexpr int kBlocks = ConvKBlocks<P>::kBlocks;
+  constexpr int kTailK = ConvKBlocks<P>::kTailK;
+  constexpr int kTile = P::kTilePositions < kConvChannelPositionsMax ? P::kTilePositions : kConvChannelPositionsMax;
+  constexpr int kTiles = (kPositions + kTile - 1) / kTile;
+  constexpr int kPanels = (P::kM + kConvChannelRows - 1) / kConvChannelRows;
+  constexpr int kSumRow = kPanels * kConvChannelRows;
+  float* sums = scratch + ConvPaddedInput<P>::kFloats;
+  float* gathered = sums + static_cast<std::size_t>(kTiles) * kTile * kSumRow;
+  for (int n = 0; n < P::kN; ++n) {
+    const float* in = x + static_cast<std::size_t>(n) * P::kC * P::kH * P::kW;
+    if constexpr (ConvPaddedInput<P>::kUsed) PadConvInput<P>(in, scratch);
+    for (int block = 0; block < kBlocks; ++block) {
+      const int k0 = block * kBlockK;
+      const int kc = block + 1 < kBlocks ? kBlockK : kTailK;
+      for (int t = 0; t < kTiles; ++t) {
+        const int cols = kPositions - t * kTile < kTile ? kPositions - t * kTile : kTile;
+        GatherConvTile<P, kTile>(in, scratch, k0, kc, t * kTile, cols,
+                                 gathered + static_cast<std::size_t>(t) * kBlockK * kTile);
+      }
+      for (int panel = 0; panel < kPanels; ++panel) {
+        const W a = packed_w + (static_cast<std::size_t>(panel) * kK + k0) * kConvChannelRows;
+        for (int t = 0; t < kTiles; ++t) {
+          const float* tile = gathered + static_cast<std::size_t>(t) * kBlockK * kTile;
+          GemmVector c[kTile][kConvChannelVectors];
+          // The same block of the next panel of W, which the first tile reads from memory.
+          if (block + 1 < kBlocks) {
+            ConvChannelTileProduct<kBlockK, kTile, kK * kConvChannelRows>(a, tile, c);
+          } else {
+            ConvChannelTileProduct<kTailK, kTile, kK * kConvChannelRows>(a, tile, c);
+          }
+          float* sum = sums + static_cast<std::size_t>(t) * kTile * kSumRow + panel * kConvChannelRows;
+          for (int p = 0; p < kTile; ++p) {
+#pragma GCC unroll 8
+            for (int v = 0; v < kConvChannelVectors; ++v) {
+              float* at = sum + p * kSumRow + v * kGemmVectorFloats;
+              if (block > 0) {
+                GemmVector previous;
+                LoadVector(at, &previous);
+                c[p][v] += previous;
+              }
+              std::memcpy(at, &c[p][v], sizeof(GemmVector));
+            }
+          }
+        }
+      }
+    }
+    float* out = y + static_cast<std::size_t>(n) * P::kM * kPositions;
+    const float* res = residual ? residual + static_cast<std::size_t>(n) * P::kM * kPositions : nullptr;
+    for (int m = 0; m < P::kM; ++m) {
+      const float b = OptionalAt(bias, m);
+      for (int p = 0; p < kPositions; ++p) {
+        const std::size_t at = static_cast<std::size_t>(m) * kPositions + p;
+        const float v = sums[static_cast<std::size_t>(p) * kSumRow + m] + b + (res != nullptr ? res[at] : 0.f);
+        out[at] = Activate<P::kActivation>(v, P::kClipLo, P::kClipHi);
       }
     }
   }

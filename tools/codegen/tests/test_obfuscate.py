@@ -25,6 +25,7 @@ def _model():
     inits = {
         "conv_w": weights(12, 4, 3, 3), "conv_b": weights(12),  # packed GEMM panels (12 -> 16 rows)
         "wide_w": weights(8, 4, 7, 7),  # K = 196: two blocks of K, the second one not at a panel's start
+        "chan_w": weights(32, 4, 5, 5),  # 64 positions, 32 channels: panels of 32, vectors across channels
         "dw_w": weights(4, 1, 3, 3), "dw_b": weights(4),  # depthwise
         "grp_w": weights(6, 2, 3, 3),  # grouped: the direct kernel, no bias
         "bn_s": weights(4), "bn_b": weights(4), "bn_m": weights(4), "bn_v": np.abs(weights(4)) + 0.5,
@@ -40,6 +41,7 @@ def _model():
         helper.make_node("Conv", ["x", "conv_w", "conv_b"], ["c"], pads=[1, 1, 1, 1], name="conv"),
         helper.make_node("Relu", ["c"], ["y_conv"], name="relu"),
         helper.make_node("Conv", ["x", "wide_w"], ["y_wide"], pads=[3, 3, 3, 3], name="wide"),
+        helper.make_node("Conv", ["x", "chan_w"], ["y_chan"], pads=[2, 2, 2, 2], name="channels"),
         helper.make_node("Conv", ["x", "dw_w", "dw_b"], ["y_dw"], pads=[1, 1, 1, 1], group=4, name="dw"),
         helper.make_node("Conv", ["x", "grp_w"], ["y_grp"], group=2, name="grouped"),
         helper.make_node("BatchNormalization", ["x", "bn_s", "bn_b", "bn_m", "bn_v"], ["y_bn"], name="bn"),
@@ -51,7 +53,7 @@ def _model():
         helper.make_node("Gather", ["table", "idx"], ["y_gather"], axis=0, name="gather"),
         helper.make_node("Identity", ["const_out"], ["y_const"], name="copy_const"),
     ]
-    float_outputs = ["y_conv", "y_wide", "y_dw", "y_grp", "y_bn", "y_fc", "y_mm", "y_add", "y_cat", "y_gather"]
+    float_outputs = ["y_conv", "y_wide", "y_chan", "y_dw", "y_grp", "y_bn", "y_fc", "y_mm", "y_add", "y_cat", "y_gather"]
     graph = helper.make_graph(
         nodes, "obfuscated",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8]),
@@ -75,7 +77,7 @@ def test_masked_weights_give_the_reference_results(tmp_path):
                  {k: v for k, v in expected.items() if k != "y_const"})
     np.testing.assert_array_equal(got["y_const"], expected["y_const"])
     # Every weight-reading kernel got the masked views.
-    for kernel in ("Conv2DGemm", "DepthwiseConv2D", "Conv2D<", "Gemm<", "MatMul<", "CopyBytes"):
+    for kernel in ("Conv2DGemm<", "Conv2DGemmChannels<", "DepthwiseConv2D", "Conv2D<", "Gemm<", "MatMul<", "CopyBytes"):
         assert kernel in files["source"]
     assert "pure_model::Masked<float>" in files["source"]
 

@@ -102,16 +102,20 @@ def test_conv_fused_activation(tmp_path, activation):
 
 
 # Conv2DGemm's blocking: K in several blocks (results add up in the output, the residual and the
-# activation come with the last), several chunks of positions, a partial last tile, batches.
-@pytest.mark.parametrize("xshape,wshape,attrs", [
-    ((2, 40, 13, 11), (20, 40, 3, 3), {"pads": [1, 1, 1, 1]}),  # K = 360: 3 blocks
-    ((1, 16, 48, 48), (8, 16, 3, 3), {"pads": [1, 1, 1, 1]}),  # 2304 positions: 2 chunks
-    ((1, 30, 17, 15), (12, 30, 3, 3), {"pads": [2, 1, 0, 2], "dilations": [2, 1]}),
-    ((1, 24, 15, 16), (9, 24, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}),  # gathered as it is
-    ((1, 130, 9, 7), (10, 130, 1, 1), {}),  # pointwise, K = 130: 2 blocks
-    ((1, 64, 1, 40), (16, 64, 1, 5), {"pads": [0, 2, 0, 2]}),  # one row
+# activation come with the last), several chunks of positions, a partial last tile, batches; and
+# Conv2DGemmChannels for few positions, which sums the blocks in scratch.
+@pytest.mark.parametrize("xshape,wshape,attrs,kernel", [
+    ((2, 40, 13, 11), (20, 40, 3, 3), {"pads": [1, 1, 1, 1]}, "Conv2DGemm<"),  # K = 360: 3 blocks
+    ((1, 16, 48, 48), (8, 16, 3, 3), {"pads": [1, 1, 1, 1]}, "Conv2DGemm<"),  # 2304 positions: 2 chunks
+    ((1, 30, 17, 15), (12, 30, 3, 3), {"pads": [2, 1, 0, 2], "dilations": [2, 1]}, "Conv2DGemm<"),
+    ((1, 24, 15, 16), (9, 24, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}, "Conv2DGemm<"),  # no padded copy
+    ((1, 130, 9, 7), (10, 130, 1, 1), {}, "Conv2DGemm<"),  # pointwise, K = 130: 2 blocks
+    ((1, 64, 1, 40), (16, 64, 1, 5), {"pads": [0, 2, 0, 2]}, "Conv2DGemm<"),  # one row
+    ((1, 48, 7, 7), (64, 48, 3, 3), {"pads": [1, 1, 1, 1]}, "Conv2DGemmChannels<"),  # tiles of 7, 4 blocks
+    ((1, 20, 9, 9), (96, 20, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}, "Conv2DGemmChannels<"),
+    ((2, 16, 1, 17), (40, 16, 1, 3), {"pads": [0, 1, 0, 1]}, "Conv2DGemmChannels<"),  # a partial panel
 ])
-def test_conv_gemm_blocked_with_residual(tmp_path, xshape, wshape, attrs):
+def test_conv_gemm_blocked_with_residual(tmp_path, xshape, wshape, attrs, kernel):
     inits = {"w": rand(*wshape), "b": rand(wshape[0])}
     nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", **attrs),
              helper.make_node("Add", ["c", "r"], ["s"], name="residual"),
@@ -124,6 +128,7 @@ def test_conv_gemm_blocked_with_residual(tmp_path, xshape, wshape, attrs):
     got, expected, files = compile_and_run(save(model, tmp_path), feeds, workdir=str(tmp_path))
     assert_close(got, expected)
     assert "adds its last input as node 'residual' (Add)" in files["source"]
+    assert kernel in files["source"]
 
 
 # Gemm-6: C broadcasts only with broadcast=1, and only as a suffix of [M, N].
