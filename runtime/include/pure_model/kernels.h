@@ -358,6 +358,13 @@ typedef float GemmVector __attribute__((vector_size(kGemmVectorFloats * sizeof(f
 // unstable ABI, which gcc warns about even for inline functions.
 inline void LoadVector(const float* p, GemmVector* v) { std::memcpy(v, p, sizeof(*v)); }
 
+// Prefetches the cache line `bytes` past p, which may lie beyond the end of the array p points
+// into (the last panel of W prefetches past it): computed as an address rather than by pointer
+// arithmetic, and a prefetch never faults.
+inline void PrefetchAhead(const void* p, std::size_t bytes) {
+  __builtin_prefetch(reinterpret_cast<const void*>(reinterpret_cast<std::uintptr_t>(p) + bytes));
+}
+
 // Steps of K that the micro-kernel prefetches W ahead (kGemmRows floats each).
 constexpr int kGemmPrefetchSteps = 128;
 
@@ -388,12 +395,12 @@ inline void GemmTileProduct(A a, const float* __restrict b, GemmVector (&c)[kGem
     float unmasked[kGemmRows];
     const float* ak;
     if constexpr (kIsMasked<A>) {
-      if constexpr (kPrefetchFloats > 0) __builtin_prefetch(a.raw() + (k * kGemmRows + kPrefetchFloats) * sizeof(float));
+      if constexpr (kPrefetchFloats > 0) PrefetchAhead(a.raw(), (k * kGemmRows + kPrefetchFloats) * sizeof(float));
       a.LoadBlock(static_cast<std::size_t>(k) * kGemmRows, unmasked);
       ak = unmasked;
     } else {
       ak = a + k * kGemmRows;
-      if constexpr (kPrefetchFloats > 0) __builtin_prefetch(ak + kPrefetchFloats);
+      if constexpr (kPrefetchFloats > 0) PrefetchAhead(ak, kPrefetchFloats * sizeof(float));
     }
 #pragma GCC unroll 8
     for (int i = 0; i < kGemmRows; ++i) {
@@ -797,7 +804,7 @@ inline void ConvChannelTileProduct(A a, const float* __restrict x, GemmVector (&
       for (int v = 0; v < kConvChannelVectors; ++v) LoadVector(unmasked + v * kGemmVectorFloats, &wv[v]);
     } else {
       const float* ak = a + k * kConvChannelRows;
-      if constexpr (kPrefetchFloats > 0) __builtin_prefetch(ak + kPrefetchFloats);
+      if constexpr (kPrefetchFloats > 0) PrefetchAhead(ak, kPrefetchFloats * sizeof(float));
 #pragma GCC unroll 8
       for (int v = 0; v < kConvChannelVectors; ++v) LoadVector(ak + v * kGemmVectorFloats, &wv[v]);
     }
