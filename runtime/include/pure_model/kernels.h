@@ -375,12 +375,13 @@ struct GemmRow {
 
 // c[i][v] = sum over k < K of a[k][i] * b[k][v-th vector] for v < kVectors, for the kGemmRows
 // rows of a packed panel of W (a, a plain pointer or a masked view) against kVectors vectors of a
-// gathered panel of X (b, rows kBStride floats apart). The accumulators are locals so that they
+// gathered panel of X (b, rows kBStride floats apart; with kBStride 0, row k at b + b_rows[k]). The accumulators are locals so that they
 // live in registers for the whole loop over K. Each step also prefetches W kPrefetchFloats ahead
 // (none if 0): where W is larger than the caches (the deep layers) and streams from memory, the
 // hardware prefetcher alone does not keep up at this rate.
 template <int K, int kVectors, int kBStride, int kPrefetchFloats, int kCapacity, typename A>
-inline void GemmTileProduct(A a, const float* __restrict b, GemmVector (&c)[kGemmRows][kCapacity]) {
+inline void GemmTileProduct(A a, const float* __restrict b, GemmVector (&c)[kGemmRows][kCapacity],
+                            const int* b_rows = nullptr) {
   static_assert(kGemmRows == kMaskBlockWords, "a masked panel step unmasks as one block");
   static_assert(kVectors <= kCapacity, "the accumulators fit");
 #pragma GCC unroll 8
@@ -391,7 +392,9 @@ inline void GemmTileProduct(A a, const float* __restrict b, GemmVector (&c)[kGem
   for (int k = 0; k < K; ++k) {
     GemmVector bv[kVectors];
 #pragma GCC unroll 4
-    for (int v = 0; v < kVectors; ++v) LoadVector(b + k * kBStride + v * kGemmVectorFloats, &bv[v]);
+    for (int v = 0; v < kVectors; ++v) {
+      LoadVector((kBStride > 0 ? b + k * kBStride : b + b_rows[k]) + v * kGemmVectorFloats, &bv[v]);
+    }
     float unmasked[kGemmRows];
     const float* ak;
     if constexpr (kIsMasked<A>) {
@@ -522,26 +525,32 @@ inline void GatherConvRows(const float* in, int k0, int kc, int p0, int cols, fl
   }
 }
 
-// Convolutions with unit column stride (but not the pointwise ones, which copy rows as they are)
-// gather from a copy of the input with its padding written out as zeros, so that every run of a
-// gathered row is one contiguous copy, done in whole vectors. Such a copy may read up to
-// kConvSpareFloats - 1 floats past its run, and write as far past it into columns that a later
-// run or row overwrites: the padded copy and the gathered tiles are each followed by that many
-// spare floats of scratch.
+// Convolutions other than 1 x 1 ones without padding (which copy rows as they are, or a few
+// columns of them when strided) gather from a copy of
+// the input with its padding written out as zeros and each row split into kStrideW phases: the
+// columns j with j % kStrideW == phase, in order, then those of the next phase. A kernel tap then
+// reads consecutive columns of one phase for consecutive output columns, whatever the stride, so
+// every run of a gathered row is one contiguous copy, done in whole vectors. Such a copy may read
+// up to kConvSpareFloats - 1 floats past its run, and write as far past it into columns that a
+// later run or row overwrites: the padded copy and the gathered tiles are each followed by that
+// many spare floats of scratch.
 constexpr int kConvSpareFloats = 16;
 static_assert(kGemmVectorFloats <= kConvSpareFloats, "a vector copy stays within the spare floats");
 
 template <typename P>
 struct ConvPaddedInput {
-  static constexpr bool kUsed = P::kStrideW == 1 && !(P::kKH == 1 && P::kKW == 1 && P::kStrideH == 1 &&
-                                                      P::kPadTop == 0 && P::kPadLeft == 0);
+  static constexpr bool kUsed = !(P::kKH == 1 && P::kKW == 1 && P::kPadTop == 0 && P::kPadLeft == 0);
   static constexpr int kExtentH = (P::kOH - 1) * P::kStrideH + (P::kKH - 1) * P::kDilH + 1;
   static constexpr int kExtentW = (P::kOW - 1) * P::kStrideW + (P::kKW - 1) * P::kDilW + 1;
   static constexpr int kRows = P::kH + P::kPadTop > kExtentH ? P::kH + P::kPadTop : kExtentH;
   static constexpr int kCols = P::kW + P::kPadLeft > kExtentW ? P::kW + P::kPadLeft : kExtentW;
+  static constexpr int kPhaseCols = (kCols + P::kStrideW - 1) / P::kStrideW;
+  static constexpr int kRowFloats = kPhaseCols * P::kStrideW;
+  // Zeros after the copy: a vector copy's reach, and for Conv2DGemmDirect, a tile's reach past
+  // the grid of positions and the last tap's shift.
+  static constexpr int kSpare = kConvSpareFloats + 48 + (P::kKW - 1) * P::kDilW;
   // Scratch floats it takes, spare ones included (none when not used).
-  static constexpr std::size_t kFloats =
-      kUsed ? static_cast<std::size_t>(P::kC) * kRows * kCols + kConvSpareFloats : 0;
+  static constexpr std::size_t kFloats = kUsed ? static_cast<std::size_t>(P::kC) * kRows * kRowFloats + kSpare : 0;
 };
 
 template <typename P>
@@ -549,21 +558,42 @@ inline void PadConvInput(const float* in, float* padded) {
   using Pad = ConvPaddedInput<P>;
   for (int c = 0; c < P::kC; ++c) {
     for (int r = 0; r < Pad::kRows; ++r) {
-      float* row = padded + (static_cast<std::size_t>(c) * Pad::kRows + r) * Pad::kCols;
+      float* row = padded + (static_cast<std::size_t>(c) * Pad::kRows + r) * Pad::kRowFloats;
       const int ih = r - P::kPadTop;
       if (ih < 0 || ih >= P::kH) {
-        for (int j = 0; j < Pad::kCols; ++j) row[j] = 0.f;
+        for (int j = 0; j < Pad::kRowFloats; ++j) row[j] = 0.f;
         continue;
       }
-      for (int j = 0; j < P::kPadLeft; ++j) row[j] = 0.f;
-      std::memcpy(row + P::kPadLeft, in + (static_cast<std::size_t>(c) * P::kH + ih) * P::kW, sizeof(float) * P::kW);
-      for (int j = P::kPadLeft + P::kW; j < Pad::kCols; ++j) row[j] = 0.f;
+      const float* src = in + (static_cast<std::size_t>(c) * P::kH + ih) * P::kW;
+      if constexpr (P::kStrideW == 1) {
+        for (int j = 0; j < P::kPadLeft; ++j) row[j] = 0.f;
+        std::memcpy(row + P::kPadLeft, src, sizeof(float) * P::kW);
+        for (int j = P::kPadLeft + P::kW; j < Pad::kRowFloats; ++j) row[j] = 0.f;
+      } else {
+        for (int phase = 0; phase < P::kStrideW; ++phase) {
+          float* part = row + phase * Pad::kPhaseCols;
+          // Column i of the phase is input column i * stride + phase - kPadLeft.
+          const int begin = phase >= P::kPadLeft ? 0 : (P::kPadLeft - phase + P::kStrideW - 1) / P::kStrideW;
+          const int last = P::kW - 1 + P::kPadLeft - phase;  // the largest i * stride inside
+          const int end = last < 0 ? 0 : (last / P::kStrideW + 1 < Pad::kPhaseCols ? last / P::kStrideW + 1
+                                                                                   : Pad::kPhaseCols);
+          for (int i = 0; i < begin && i < Pad::kPhaseCols; ++i) part[i] = 0.f;
+          int iw = begin * P::kStrideW + phase - P::kPadLeft;
+          for (int i = begin; i < end; ++i, iw += P::kStrideW) {
+            // Kept scalar: gcc 12 at -O3 with AVX2 or AVX-512 vectorises this strided copy
+            // wrongly (it wrote zeros).
+            __asm__("" : "+r"(iw));
+            part[i] = src[iw];
+          }
+          for (int i = end > begin ? end : begin; i < Pad::kPhaseCols; ++i) part[i] = 0.f;
+        }
+      }
     }
   }
-  for (int j = 0; j < kConvSpareFloats; ++j) padded[Pad::kFloats - kConvSpareFloats + j] = 0.f;
+  for (int j = 0; j < Pad::kSpare; ++j) padded[Pad::kFloats - Pad::kSpare + j] = 0.f;
 }
 
-// GatherConvRows from the padded copy (unit column stride).
+// GatherConvRows from the padded copy.
 template <typename P, int kWidth>
 inline void GatherPaddedConvRows(const float* padded, int k0, int kc, int p0, int cols, float* dst) {
   using Pad = ConvPaddedInput<P>;
@@ -571,11 +601,13 @@ inline void GatherPaddedConvRows(const float* padded, int k0, int kc, int p0, in
   ConvColumnRun runs[kWidth] = {};
   const int num_runs = ConvColumnRuns<P>(p0, cols, runs);
   int source[kWidth] = {};  // each run's first input element, relative to the tap's
-  for (int r = 0; r < num_runs; ++r) source[r] = runs[r].oh * P::kStrideH * Pad::kCols + runs[r].ow0;
+  for (int r = 0; r < num_runs; ++r) source[r] = runs[r].oh * P::kStrideH * Pad::kRowFloats + runs[r].ow0;
   ConvTap<P> tap(k0);
   for (int k = 0; k < kc; ++k, dst += kWidth) {
-    const float* first = padded + (static_cast<std::size_t>(tap.c) * Pad::kRows + tap.kh * P::kDilH) * Pad::kCols +
-                         tap.kw * P::kDilW;
+    // Column ow * stride + kw * dilation of the padded row: in phase (kw * dilation) % stride.
+    const int column = tap.kw * P::kDilW;
+    const float* first = padded + (static_cast<std::size_t>(tap.c) * Pad::kRows + tap.kh * P::kDilH) * Pad::kRowFloats +
+                         column % P::kStrideW * Pad::kPhaseCols + column / P::kStrideW;
     for (int r = 0; r < num_runs; ++r) {
       const float* src = first + source[r] - runs[r].begin;
       for (int j = runs[r].begin; j < runs[r].end; j += kGemmVectorFloats) {
@@ -635,6 +667,7 @@ constexpr int kConvTileVectors = 3;
 constexpr int kConvTileVectors = kGemmRowVectors;
 #endif
 constexpr int kConvTileCols = kConvTileVectors * kGemmVectorFloats;
+static_assert(kConvTileCols <= 48, "ConvPaddedInput::kSpare covers a tile");
 
 // Where a K block's results go: the first of several, a later one, the last, or the only one.
 enum class ConvBlockStage { kFirst, kMiddle, kLast, kOnly };
@@ -693,7 +726,9 @@ inline void ConvTileAllPanels(W w_block, const float* tile, ConvBlockStage stage
     const W a = w_block + static_cast<std::size_t>(panel) * kK * kGemmRows;
     const std::size_t offset = static_cast<std::size_t>(m0) * kPositions;
     const float* res = residual != nullptr ? residual + offset : nullptr;
-    const auto run = [&](auto vectors) {
+    // Inlined, as every kernel here: an out-of-line copy would put a kernel's name in the symbol
+    // table of an obfuscated model's object.
+    const auto run = [&](auto vectors) __attribute__((always_inline)) {
       constexpr int kVectors = decltype(vectors)::value;
       GemmVector c[kGemmRows][kConvTileVectors];
       // The same block of the next panel of W, which the first tile reads from memory.
@@ -755,6 +790,101 @@ inline void Conv2DGemm(const float* x, W packed_w, B bias, float* y, float* scra
             ConvTileAllPanels<P, kTailK>(w_block, tile, stage, bias, res, out + p0, cols);
           }
         }
+      }
+    }
+  }
+}
+
+// Convolutions with unit strides read X straight from the padded copy, without gathering. Over
+// the grid of positions q = oh * kRowFloats + ow (the padded row's pitch), row k of X at q is
+// padded[q + offset(k)], where offset(k) places the tap (c, kh, kw) in the copy: a tile of
+// consecutive q is a contiguous run of every row. The grid's columns ow >= kOW are computed and
+// dropped (the padding's width: 2 of 58 columns at 56 x 56). The sums of K blocks add up in
+// scratch, [rows of W][chunk of the grid]; a last pass over each chunk adds bias and residual,
+// applies the activation and writes the output's rows.
+template <typename P>
+constexpr bool kConvDirect = ConvPaddedInput<P>::kUsed && P::kStrideH == 1 && P::kStrideW == 1;
+
+// P: as Conv2DGemm, kChunkCols counting grid positions. `scratch` holds ConvPaddedInput<P>::kFloats,
+// then (panels x kGemmRows) x max(kChunkCols, 48) sums.
+template <typename P, typename W, typename B>
+inline void Conv2DGemmDirect(const float* x, W packed_w, B bias, float* y, float* scratch,
+                             const float* residual = nullptr) {
+  static_assert(P::kGroups == 1 && kConvDirect<P>, "an ungrouped convolution with unit strides");
+  using Pad = ConvPaddedInput<P>;
+  constexpr int kK = ConvKBlocks<P>::kK;
+  constexpr int kPositions = P::kOH * P::kOW;
+  constexpr int kBlockK = ConvKBlocks<P>::kBlockK;
+  constexpr int kBlocks = ConvKBlocks<P>::kBlocks;
+  constexpr int kTailK = ConvKBlocks<P>::kTailK;
+  constexpr int kGrid = P::kOH * Pad::kRowFloats;
+  constexpr int kChunk = P::kChunkCols < kConvTileCols ? kConvTileCols : P::kChunkCols / kConvTileCols * kConvTileCols;
+  constexpr int kPanels = (P::kM + kGemmRows - 1) / kGemmRows;
+  float* sums = scratch + Pad::kFloats;
+  for (int n = 0; n < P::kN; ++n) {
+    const float* in = x + static_cast<std::size_t>(n) * P::kC * P::kH * P::kW;
+    float* out = y + static_cast<std::size_t>(n) * P::kM * kPositions;
+    const float* res = residual ? residual + static_cast<std::size_t>(n) * P::kM * kPositions : nullptr;
+    PadConvInput<P>(in, scratch);
+    for (int q0 = 0; q0 < kGrid; q0 += kChunk) {
+      const int chunk = kGrid - q0 < kChunk ? kGrid - q0 : kChunk;
+      const int tiles = (chunk + kConvTileCols - 1) / kConvTileCols;
+      for (int block = 0; block < kBlocks; ++block) {
+        const int k0 = block * kBlockK;
+        const int kc = block + 1 < kBlocks ? kBlockK : kTailK;
+        int offsets[kBlockK] = {};
+        ConvTap<P> tap(k0);
+        for (int k = 0; k < kc; ++k, tap.Next()) {
+          offsets[k] = (tap.c * Pad::kRows + tap.kh * P::kDilH) * Pad::kRowFloats + tap.kw * P::kDilW;
+        }
+        const W w_block = packed_w + static_cast<std::size_t>(k0) * kGemmRows;
+        for (int t = 0; t < tiles; ++t) {
+          const float* b = scratch + q0 + t * kConvTileCols;
+          for (int panel = 0; panel < kPanels; ++panel) {
+            GemmVector c[kGemmRows][kConvTileVectors];
+            // The same block of the next panel of W, which the first tile reads from memory.
+            const W a = w_block + static_cast<std::size_t>(panel) * kK * kGemmRows;
+            if (block + 1 < kBlocks) {
+              GemmTileProduct<kBlockK, kConvTileVectors, 0, kK * kGemmRows>(a, b, c, offsets);
+            } else {
+              GemmTileProduct<kTailK, kConvTileVectors, 0, kK * kGemmRows>(a, b, c, offsets);
+            }
+#pragma GCC unroll 8
+            for (int i = 0; i < kGemmRows; ++i) {
+              float* row = sums + static_cast<std::size_t>(panel * kGemmRows + i) * kChunk + t * kConvTileCols;
+#pragma GCC unroll 4
+              for (int v = 0; v < kConvTileVectors; ++v) {
+                if (block > 0) {
+                  GemmVector previous;
+                  LoadVector(row + v * kGemmVectorFloats, &previous);
+                  c[i][v] += previous;
+                }
+                std::memcpy(row + v * kGemmVectorFloats, &c[i][v], sizeof(GemmVector));
+              }
+            }
+          }
+        }
+      }
+      // The chunk's grid positions that are output positions, an output row's run at a time.
+      for (int q = q0; q < q0 + chunk;) {
+        const int oh = q / Pad::kRowFloats;
+        const int ow = q % Pad::kRowFloats;
+        const int row_end = oh * Pad::kRowFloats + Pad::kRowFloats < q0 + chunk ? oh * Pad::kRowFloats + Pad::kRowFloats
+                                                                                 : q0 + chunk;
+        const int count = ow >= P::kOW ? 0 : (P::kOW - ow < row_end - q ? P::kOW - ow : row_end - q);
+        for (int m = 0; m < P::kM; ++m) {
+          const float b = OptionalAt(bias, m);
+          const float* sum = sums + static_cast<std::size_t>(m) * kChunk + (q - q0);
+          const std::size_t at = static_cast<std::size_t>(m) * kPositions + oh * P::kOW + ow;
+          float* __restrict dst = out + at;
+          if (res != nullptr) {
+            const float* __restrict r = res + at;
+            for (int j = 0; j < count; ++j) dst[j] = Activate<P::kActivation>(sum[j] + b + r[j], P::kClipLo, P::kClipHi);
+          } else {
+            for (int j = 0; j < count; ++j) dst[j] = Activate<P::kActivation>(sum[j] + b, P::kClipLo, P::kClipHi);
+          }
+        }
+        q = row_end;
       }
     }
   }

@@ -40,8 +40,8 @@ def _model():
     nodes = [
         helper.make_node("Conv", ["x", "conv_w", "conv_b"], ["c"], pads=[1, 1, 1, 1], name="conv"),
         helper.make_node("Relu", ["c"], ["y_conv"], name="relu"),
-        helper.make_node("Conv", ["x", "wide_w"], ["y_wide"], pads=[3, 3, 3, 3], name="wide"),
-        helper.make_node("Conv", ["x", "chan_w"], ["y_chan"], pads=[2, 2, 2, 2], name="channels"),
+        helper.make_node("Conv", ["x", "wide_w"], ["y_wide"], pads=[3, 3, 3, 3], name="many_taps"),
+        helper.make_node("Conv", ["x", "chan_w"], ["y_chan"], pads=[2, 2, 2, 2], name="few_positions"),
         helper.make_node("Conv", ["x", "dw_w", "dw_b"], ["y_dw"], pads=[1, 1, 1, 1], group=4, name="dw"),
         helper.make_node("Conv", ["x", "grp_w"], ["y_grp"], group=2, name="grouped"),
         helper.make_node("BatchNormalization", ["x", "bn_s", "bn_b", "bn_m", "bn_v"], ["y_bn"], name="bn"),

@@ -106,11 +106,16 @@ def test_conv_fused_activation(tmp_path, activation):
 # Conv2DGemmChannels for few positions, which sums the blocks in scratch.
 @pytest.mark.parametrize("xshape,wshape,attrs,kernel", [
     ((2, 40, 13, 11), (20, 40, 3, 3), {"pads": [1, 1, 1, 1]}, "Conv2DGemm<"),  # K = 360: 3 blocks
-    ((1, 16, 48, 48), (8, 16, 3, 3), {"pads": [1, 1, 1, 1]}, "Conv2DGemm<"),  # 2304 positions: 2 chunks
+    ((1, 16, 100, 20), (8, 16, 3, 3), {"pads": [1, 1, 1, 1]}, "Conv2DGemm<"),  # 2000 positions: 2 chunks
     ((1, 30, 17, 15), (12, 30, 3, 3), {"pads": [2, 1, 0, 2], "dilations": [2, 1]}, "Conv2DGemm<"),
-    ((1, 24, 15, 16), (9, 24, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}, "Conv2DGemm<"),  # no padded copy
+    ((1, 24, 15, 16), (9, 24, 1, 1), {"strides": [2, 2]}, "Conv2DGemm<"),  # no padded copy
     ((1, 130, 9, 7), (10, 130, 1, 1), {}, "Conv2DGemm<"),  # pointwise, K = 130: 2 blocks
     ((1, 64, 1, 40), (16, 64, 1, 5), {"pads": [0, 2, 0, 2]}, "Conv2DGemm<"),  # one row
+    ((1, 8, 20, 40), (200, 8, 3, 3), {"pads": [1, 1, 1, 1]}, "Conv2DGemmDirect<"),  # 2 chunks of the grid
+    ((1, 6, 12, 100), (8, 6, 3, 3), {"pads": [2, 0, 1, 2], "dilations": [2, 2]}, "Conv2DGemmDirect<"),
+    ((2, 32, 1, 100), (16, 32, 1, 5), {}, "Conv2DGemmDirect<"),  # one row, K = 160: 2 blocks
+    ((1, 3, 30, 31), (10, 3, 7, 7), {"pads": [3, 3, 3, 3], "strides": [2, 2]}, "Conv2DGemm<"),  # 2 phases
+    ((1, 4, 20, 23), (10, 4, 3, 3), {"pads": [0, 1, 1, 0], "strides": [1, 3]}, "Conv2DGemm<"),  # 3 phases
     ((1, 48, 7, 7), (64, 48, 3, 3), {"pads": [1, 1, 1, 1]}, "Conv2DGemmChannels<"),  # tiles of 7, 4 blocks
     ((1, 20, 9, 9), (96, 20, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]}, "Conv2DGemmChannels<"),
     ((2, 16, 1, 17), (40, 16, 1, 3), {"pads": [0, 1, 0, 1]}, "Conv2DGemmChannels<"),  # a partial panel

@@ -158,12 +158,9 @@ def _emit(node, ctx):
     bias = ctx.ptr(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else "nullptr"
     residual = f", {ctx.ptr(node.inputs[3])}" if "_fused_residual" in node.attrs else ""
     if _uses_gemm(node, ctx.graph):
-        block_k, chunk = _gemm_blocking(node, ctx.graph)
-        tile = _channel_tile(node, ctx.graph)
-        if tile is None:
-            kernel, rows, layout = "Conv2DGemm", GEMM_ROWS, [("kBlockK", block_k), ("kChunkCols", chunk)]
-        else:
-            kernel, rows, layout = "Conv2DGemmChannels", _CHANNEL_ROWS, [("kBlockK", block_k), ("kTilePositions", tile)]
+        kernel, block_k, size = _gemm_kernel(node, ctx.graph)
+        rows = _CHANNEL_ROWS if kernel == "Conv2DGemmChannels" else GEMM_ROWS
+        layout = [("kBlockK", block_k), ("kTilePositions" if kernel == "Conv2DGemmChannels" else "kChunkCols", size)]
         params = ctx.param_struct(node, fields + layout)
         weights = ctx.graph.tensor(node.inputs[1]).value
         packed = ctx.derived_constant(node, "packed_weights", pack_gemm_weights(weights, rows),
@@ -233,20 +230,43 @@ _BLOCK_K = 128
 # after each part of its scratch (kConvSpareFloats).
 _TILE_COLS = 48
 _SPARE_FLOATS = 16
+# Conv2DGemmDirect computes over the padded rows' width: worth it while the padding adds at most
+# this share of columns.
+_DIRECT_WASTE = 0.05
 
 
-def _gemm_blocking(node, graph):
-    """(kBlockK, kChunkCols) of Conv2DGemm: K in blocks of equal size, a multiple of 8, of at most
-    _BLOCK_K rows; and as many output positions (whole tiles) as keep one block's gathered chunk
-    within half of L2, so that W streams from memory once per chunk, beside the block of W."""
-    g = _kernel_geometry(node, graph)
-    k = g["c"] * int(np.prod(g["kernel"]))
+def _gemm_block_k(k):
+    """kBlockK: K in blocks of equal size, a multiple of 8, of at most _BLOCK_K rows."""
     blocks = -(-k // _BLOCK_K)
     per_block = -(-k // blocks)
-    block_k = min(k, -(-per_block // 8) * 8)
-    positions = int(np.prod(g["out"]))
-    fitting = max(_TILE_COLS, _L2_BYTES // 2 // (block_k * 4) // _TILE_COLS * _TILE_COLS)
-    return block_k, min(fitting, -(-positions // _TILE_COLS) * _TILE_COLS)
+    return min(k, -(-per_block // 8) * 8)
+
+
+def _chunk(columns, column_bytes):
+    """As many columns (whole tiles) as keep column_bytes each within half of L2, at most all."""
+    fitting = max(_TILE_COLS, _L2_BYTES // 2 // column_bytes // _TILE_COLS * _TILE_COLS)
+    return min(fitting, -(-columns // _TILE_COLS) * _TILE_COLS)
+
+
+def _gemm_kernel(node, graph):
+    """(kernel, kBlockK, kChunkCols or kTilePositions) of a convolution run as a matrix product:
+    Conv2DGemmChannels for few output positions (see _channel_tile); Conv2DGemmDirect for unit
+    strides where the padding adds few columns to the grid it computes over (at most
+    _DIRECT_WASTE of them; ResNet-18's 28 x 28 layers, 2 of 30, run as fast gathered); else
+    Conv2DGemm. The chunk: Conv2DGemm gathers one block's chunk of positions, Conv2DGemmDirect
+    sums one over all rows of W, within half of L2."""
+    g = _kernel_geometry(node, graph)
+    k = g["c"] * int(np.prod(g["kernel"]))
+    block_k = _gemm_block_k(k)
+    tile = _channel_tile(node, graph)
+    if tile is not None:
+        return "Conv2DGemmChannels", block_k, tile
+    padded = _padded_input(g)
+    (_, _), (_, _), (oh, ow), (sh, sw), _, _ = _planar(g)
+    if padded is not None and sh == sw == 1 and (padded[1] - ow) <= _DIRECT_WASTE * padded[1]:
+        rows = -(-g["m"] // GEMM_ROWS) * GEMM_ROWS
+        return "Conv2DGemmDirect", block_k, _chunk(oh * padded[1], rows * 4)
+    return "Conv2DGemm", block_k, _chunk(int(np.prod(g["out"])), block_k * 4)
 
 
 # Conv2DGemmChannels (kernels.h): panels of kConvChannelRows output channels; tiles of at most
@@ -274,16 +294,17 @@ def _channel_tile(node, graph):
     return tile if channel_share >= position_share else None
 
 
-def _padded_input_floats(g):
-    """ConvPaddedInput<P>::kFloats in kernels.h: a zero-padded copy of one image's input that
-    convolutions with unit column stride (other than pointwise ones) gather from."""
+def _padded_input(g):
+    """(rows, row floats, floats) of ConvPaddedInput<P> in kernels.h: the zero-padded copy of one
+    image's input, rows split into stride phases, that convolutions other than unpadded 1 x 1 ones
+    gather from; None for those."""
     (h, w), (kh, kw), (oh, ow), (sh, sw), (dh, dw), (pt, pl) = _planar(g)
-    pointwise = kh == 1 and kw == 1 and sh == 1 and pt == 0 and pl == 0
-    if sw != 1 or pointwise:
-        return 0
+    if kh == 1 and kw == 1 and pt == 0 and pl == 0:
+        return None
     rows = max(h + pt, (oh - 1) * sh + (kh - 1) * dh + 1)
-    cols = max(w + pl, (ow - 1) * sw + (kw - 1) * dw + 1)
-    return g["c"] * rows * cols + _SPARE_FLOATS
+    row_floats = -(-max(w + pl, (ow - 1) * sw + (kw - 1) * dw + 1) // sw) * sw
+    spare = _SPARE_FLOATS + _TILE_COLS + (kw - 1) * dw
+    return rows, row_floats, g["c"] * rows * row_floats + spare
 
 
 def _is_depthwise(node, graph):
@@ -296,15 +317,19 @@ def _scratch(node, graph):
         return _kernel_geometry(node, graph)["spatial"][-1] * 4  # a row of zeros
     if not _uses_gemm(node, graph):
         return 0
-    block_k, chunk = _gemm_blocking(node, graph)
+    kernel, block_k, size = _gemm_kernel(node, graph)
     g = _kernel_geometry(node, graph)
-    if _channel_tile(node, graph) is None:
-        gathered = block_k * chunk
-    else:
+    padded = _padded_input(g)
+    floats = padded[2] if padded else 0
+    if kernel == "Conv2DGemmChannels":
         # Sums and gathered rows for every target's tile (whole tiles: up to 13 positions more).
         positions = int(np.prod(g["out"])) + _CHANNEL_TILE_MAX - 1
-        gathered = positions * (-(-g["m"] // _CHANNEL_ROWS) * _CHANNEL_ROWS + block_k)
-    return (_padded_input_floats(g) + gathered + _SPARE_FLOATS) * 4
+        floats += positions * (-(-g["m"] // _CHANNEL_ROWS) * _CHANNEL_ROWS + block_k) + _SPARE_FLOATS
+    elif kernel == "Conv2DGemmDirect":
+        floats += -(-g["m"] // GEMM_ROWS) * GEMM_ROWS * size
+    else:
+        floats += block_k * size + _SPARE_FLOATS
+    return floats * 4
 
 
 def _flops(node, graph):
