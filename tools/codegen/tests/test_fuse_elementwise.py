@@ -69,6 +69,35 @@ def test_groups_keep_to_one_shape_and_to_float32(tmp_path):
     assert "'widen' (Add), 'sqrt' (Sqrt) in one loop" in steps[1]
 
 
+def test_pow_joins_a_group(tmp_path):
+    # A constant exponent of 2 squares (LayerNorm's variance); any other exponent calls std::pow.
+    nodes = [helper.make_node("Sub", ["x", "mean"], ["d"], name="centre"),
+             helper.make_node("Pow", ["d", "two"], ["sq"], name="square"),
+             helper.make_node("Pow", ["sq", "e"], ["y"], name="power")]
+    x = np.random.default_rng(3).standard_normal((2, 40)).astype(np.float32)
+    files = check_model(tmp_path, nodes, {"x": x, "e": np.full((2, 40), 0.75, np.float32)}, ["y", "d"],
+                        {"mean": np.float32(0.1), "two": np.float32(2)})
+    steps = _steps(files["source"])
+    assert len(steps) == 1 and "'square' (Pow), 'power' (Pow) in one loop" in steps[0]
+    assert "v3 * v3" in files["source"]
+
+
+def test_batchnorm_joins_a_group(tmp_path):
+    # PP-OCR's head after its ConvTranspose: a per-channel bias Add, BatchNormalization, Relu.
+    rng = np.random.default_rng(4)
+    c = 3
+    inits = {"bias": rng.standard_normal((1, c, 1, 1)).astype(np.float32), "s": rng.standard_normal(c).astype(np.float32),
+             "b": rng.standard_normal(c).astype(np.float32), "m": rng.standard_normal(c).astype(np.float32),
+             "v": (rng.random(c) + 0.5).astype(np.float32)}
+    nodes = [helper.make_node("Add", ["x", "bias"], ["a"], name="bias"),
+             helper.make_node("BatchNormalization", ["a", "s", "b", "m", "v"], ["n"], name="bn", epsilon=1e-3),
+             helper.make_node("Relu", ["n"], ["y"], name="relu")]
+    x = rng.standard_normal((2, c, 4, 5)).astype(np.float32)
+    files = check_model(tmp_path, nodes, {"x": x}, ["y"], inits)
+    steps = _steps(files["source"])
+    assert len(steps) == 1 and "'bias' (Add), 'bn' (BatchNormalization), 'relu' (Relu) in one loop" in steps[0]
+
+
 def test_the_pass_leaves_no_tensor_behind(tmp_path):
     nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Exp", ["a"], ["y"])]
     model = make_model(nodes, [("x", [2, 3])], [("y", [2, 3])])

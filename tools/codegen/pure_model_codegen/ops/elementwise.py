@@ -808,6 +808,14 @@ def fused_step(node, graph):
             return None
         _, expr = _BINARY[node.op_type][1](1, node)
         return list(node.inputs), lambda values, r: [f"const float {r} = {expr.format(*values)};"]
+    if node.op_type == "BatchNormalization":
+        return _fused_batchnorm(node, graph)
+    if node.op_type == "Pow" and len(node.inputs) == 2 and not _legacy(node):
+        exponent = graph.tensor(node.inputs[1])
+        if exponent.is_constant and exponent.elements == 1 and float(exponent.value.reshape(-1)[0]) == 2.0:
+            # A square, as LayerNorm's variance takes it: one exactly rounded product.
+            return [node.inputs[0]], lambda values, r: [f"const float {r} = {values[0]} * {values[0]};"]
+        return list(node.inputs), lambda values, r: [f"const float {r} = std::pow({values[0]}, {values[1]});"]
     if node.op_type == "Clip" and clip_bounds_known(node, graph):
         lo, hi = clip_bounds(node, graph)
         steps = []
@@ -824,3 +832,25 @@ def fused_step(node, graph):
             return lines
         return [node.inputs[0]], code
     return None
+
+
+def _fused_batchnorm(node, graph):
+    """BatchNormalization as the per-channel scale and shift it folds to, read from two constants
+    the graph gains (named after the node) in the channel-broadcasting shape [C, 1, ...]."""
+    from pure_model_codegen.ops.normalization import batchnorm_scale_shift
+
+    try:
+        scale, shift = batchnorm_scale_shift(node, graph)
+    except CodegenError:
+        return None
+    shape = (graph.tensor(node.inputs[0]).shape[1],) + (1,) * (len(graph.tensor(node.inputs[0]).shape) - 2)
+    names = []
+    for label, value in (("scale", scale), ("shift", shift)):
+        name = f"{node.name}@{label}"
+        existing = graph.tensors.get(name)
+        if existing is None:
+            graph.tensors[name] = ir.Tensor(name, 1, shape, value.reshape(shape))
+        elif not existing.is_constant or existing.shape != shape or not np.array_equal(existing.value.reshape(-1), value):
+            return None  # the model has a tensor of that name
+        names.append(name)
+    return [node.inputs[0]] + names, lambda values, r: [f"const float {r} = {values[0]} * {values[1]} + {values[2]};"]
