@@ -187,6 +187,24 @@ def test_resize_nearest_any_type_and_crop(tmp_path):
     _check_nodes(tmp_path, nodes, {"x": x}, inits)
 
 
+def test_resize_nearest_integer_enlargement(tmp_path):
+    """Whole-number scales on the last two axes (PP-OCR's x2/x4/x8): rows written once, then copied.
+    The half_pixel ones round to the same source as the asymmetric floor ones; round_prefer_ceil at
+    scale 2 picks another pattern, and so does a resized channel axis: those keep the gather."""
+    x = RNG.integers(-100, 100, (1, 3, 4, 5)).astype(np.int32)
+    inits = {"x2": np.asarray([1, 1, 2, 2], np.float32), "x8x4": np.asarray([1, 1, 8, 4], np.float32),
+             "w3": np.asarray([1, 1, 1, 3], np.float32), "c2": np.asarray([1, 2, 2, 2], np.float32)}
+    nodes = [helper.make_node("Resize", ["x", "", "x2"], ["a"], mode="nearest"),
+             helper.make_node("Resize", ["x", "", "x8x4"], ["b"], coordinate_transformation_mode="asymmetric",
+                              nearest_mode="floor"),
+             helper.make_node("Resize", ["x", "", "w3"], ["c"]),
+             helper.make_node("Resize", ["x", "", "x2"], ["d"], nearest_mode="round_prefer_ceil",
+                              coordinate_transformation_mode="asymmetric"),
+             helper.make_node("Resize", ["x", "", "c2"], ["e"])]
+    files = _check_nodes(tmp_path, nodes, {"x": x}, inits)
+    assert files["source"].count("each element repeated") == 3
+
+
 def test_resize_scales_folded_from_a_shape_subgraph(tmp_path):
     """As exporters write it: sizes = Concat(Shape(x)[:2], constant), folded once shapes are bound."""
     x = RNG.uniform(-1, 1, (1, 4, 6, 5)).astype(np.float32)

@@ -343,7 +343,56 @@ def _strides(shape):
     return [math.prod(shape[d + 1:]) for d in range(len(shape))]
 
 
+def _integer_enlargement(plan):
+    """(factor along H, factor along W) when nearest resizing only repeats each element of the last
+    two axes a whole number of times (PP-OCR's x2, x4, x8 upsampling), else None."""
+    rank = len(plan["in_shape"])
+    if rank < 2 or any(a < rank - 2 for a in plan["resized"]):
+        return None
+    factors = []
+    for axis in (rank - 2, rank - 1):
+        n_in, n_out = plan["in_shape"][axis], plan["out_shape"][axis]
+        if axis not in plan["resized"]:
+            factors.append(1)
+            continue
+        indices, _, outside = _axis_taps(plan, axis)
+        if n_in == 0 or n_out % n_in or (outside is not None and outside.any()):
+            return None
+        factor = n_out // n_in
+        if list(indices[:, 0]) != [j // factor for j in range(n_out)]:
+            return None
+        factors.append(factor)
+    return factors
+
+
+def _emit_enlargement(node, ctx, plan, factors):
+    fh, fw = factors
+    rows = math.prod(plan["in_shape"][:-1])
+    width = plan["in_shape"][-1]
+    cpp_type = ir.cpp_type(plan["x"].dtype)
+    x, y = ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0])
+    lines = [f"// Each input row becomes {fh} output row(s), each element repeated {fw} time(s): the first",
+             "// output row is written, the others copied from it.",
+             f"for (std::size_t i0 = 0; i0 < {rows}; ++i0) {{",
+             f"  const {cpp_type}* in_row = {x} + i0 * {width};",
+             f"  {cpp_type}* row = {y} + i0 * {fh * fw * width};"]
+    if fw == 1:
+        lines.append(f"  std::memcpy(row, in_row, {width} * sizeof({cpp_type}));")
+    else:
+        lines += [f"  for (std::size_t i1 = 0; i1 < {width}; ++i1) {{",
+                  f"    for (std::size_t i2 = 0; i2 < {fw}; ++i2) row[i1 * {fw} + i2] = in_row[i1];",
+                  "  }"]
+    if fh > 1:
+        lines += [f"  for (std::size_t i1 = 1; i1 < {fh}; ++i1) {{",
+                  f"    std::memcpy(row + i1 * {fw * width}, row, {fw * width} * sizeof({cpp_type}));",
+                  "  }"]
+    return lines + ["}"]
+
+
 def _emit_nearest(node, ctx, plan):
+    factors = _integer_enlargement(plan)
+    if factors is not None:
+        return _emit_enlargement(node, ctx, plan, factors)
     dims = []
     for axis, (n, stride) in enumerate(zip(plan["in_shape"], _strides(plan["in_shape"]))):
         if axis not in plan["resized"]:
