@@ -220,7 +220,10 @@ def _shown_values(tensor, limit=16):
 def _describe_step(node, graph):
     ins = ", ".join(f"'{n}' {graph.tensor(n).describe()}" for n in node.inputs if n)
     outs = ", ".join(f"'{n}' {graph.tensor(n).describe()}" for n in node.outputs if n)
-    text = f"node '{node.name}' ({node.op_type}): {ins} -> {outs}"
+    op = node.op_type
+    if "_identity_of" in node.attrs:  # passes/identity_views.py
+        op = f"{node.attrs['_identity_of']} keeping every element: a view"
+    text = f"node '{node.name}' ({op}): {ins} -> {outs}"
     if "_members" in node.attrs:  # a fused step (passes/fuse_elementwise.py)
         members = ", ".join(f"'{m.name}' ({m.op_type})" for m in node.attrs["_members"])
         text = f"nodes {members} in one loop: {ins} -> {outs}"

@@ -412,7 +412,7 @@ register("ConstantOfShape", infer=_constant_of_shape_infer, narrow_floats=True,
                                                 _constant_of_shape_value(node)[0])])
 
 
-def _slice_params(node, shape, values):
+def slice_params(node, shape, values):
     rank = len(shape)
     if node.opset < 10:
         starts, ends, axes = attr_ints(node, "starts"), attr_ints(node, "ends"), attr_ints(node, "axes")
@@ -455,7 +455,7 @@ def _slice_infer(node, graph):
     input_count(node, 1, 5)
     x = graph.tensor(node.inputs[0])
     values = [None] + [constant_input(node, graph, i, "slice parameter") for i in range(1, len(node.inputs))]
-    slices = _slice_params(node, x.shape, values)
+    slices = slice_params(node, x.shape, values)
     return [(x.dtype, tuple(len(range(*sl.indices(d))) for sl, d in zip(slices, x.shape)))]
 
 
@@ -463,7 +463,7 @@ def _slice_emit(node, ctx):
     # The parameters are constants (infer checks it); the data may be known only at run time.
     x = ctx.graph.tensor(node.inputs[0])
     values = [None] + [constant_input(node, ctx.graph, i, "slice parameter") for i in range(1, len(node.inputs))]
-    slices = _slice_params(node, x.shape, values)
+    slices = slice_params(node, x.shape, values)
     if ctx.graph.tensor(node.outputs[0]).elements == 0:
         return [f"(void){ctx.ptr(node.outputs[0])};  // The output is empty: nothing to copy."]
     strides = [int(np.prod(x.shape[d + 1:])) for d in range(len(x.shape))]
@@ -473,4 +473,4 @@ def _slice_emit(node, ctx):
 
 
 register("Slice", infer=_slice_infer, emit=_slice_emit, flops=lambda node, graph: 0, narrow_floats=True,
-         evaluate=lambda node, values: [np.ascontiguousarray(values[0][_slice_params(node, values[0].shape, values)])])
+         evaluate=lambda node, values: [np.ascontiguousarray(values[0][slice_params(node, values[0].shape, values)])])
