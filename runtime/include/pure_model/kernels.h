@@ -331,7 +331,7 @@ inline void DepthwiseConv2D(const float* x, W w, B bias, float* y, float* zero_r
 // for padding). A micro-kernel runs a panel of W against a gathered panel of X with its
 // accumulators in registers. Bias, an optional residual (a tensor of the output's shape added to
 // it) and the activation are applied as the results are stored, in that order. Conv2DGemm below
-// adds blocking for the caches; the quantized and transposed convolutions use GemmMicroKernel.
+// and its variants add blocking for the caches; the transposed convolutions use GemmMicroKernel.
 //
 // The vector type is GCC's generic vector extension: the compiler maps it to AVX/AVX2/AVX-512
 // registers, to pairs of SSE or NEON registers, or to scalars, from the same source.
@@ -642,13 +642,6 @@ struct ConvKBlocks {
   static constexpr int kTailK = kK - (kBlocks - 1) * kBlockK;
 };
 
-// Gathers the K x kGemmCols panel of input values that the weights meet at output positions
-// p0 .. p0 + cols - 1 (zeros for padding and for columns past the end).
-template <typename P>
-inline void GatherConvPanel(const float* in, int p0, int cols, float* dst) {
-  GatherConvRows<P, kGemmCols>(in, 0, P::kC * P::kKH * P::kKW, p0, cols, dst);
-}
-
 // --- Convolution as a cache-blocked matrix product ----------------------------------------
 //
 // Conv2DGemm computes out = W X as a BLAS does, blocked for the caches. K is cut into blocks of
@@ -796,36 +789,52 @@ inline void Conv2DGemm(const float* x, W packed_w, B bias, float* y, float* scra
 }
 
 // Convolutions with unit strides read X straight from the padded copy, without gathering. Over
-// the grid of positions q = oh * kRowFloats + ow (the padded row's pitch), row k of X at q is
+// the grid of positions q = oh * pitch + ow (the padded row's pitch), row k of X at q is
 // padded[q + offset(k)], where offset(k) places the tap (c, kh, kw) in the copy: a tile of
 // consecutive q is a contiguous run of every row. The grid's columns ow >= kOW are computed and
-// dropped (the padding's width: 2 of 58 columns at 56 x 56). The sums of K blocks add up in
-// scratch, [rows of W][chunk of the grid]; a last pass over each chunk adds bias and residual,
-// applies the activation and writes the output's rows.
+// dropped (the padding's width: 2 of 58 columns at 56 x 56). Pointwise convolutions (1 x 1, no
+// padding) read the input itself, whose channels are X's rows, except in a last partial tile,
+// which is gathered so as not to read past the input. The sums of K blocks add up in scratch,
+// [rows of W][chunk of the grid]; a last pass over each chunk adds bias and residual, applies the
+// activation and writes the output's rows.
 template <typename P>
-constexpr bool kConvDirect = ConvPaddedInput<P>::kUsed && P::kStrideH == 1 && P::kStrideW == 1;
+struct ConvDirectSource {
+  static constexpr bool kPointwise = P::kKH == 1 && P::kKW == 1 && P::kStrideH == 1 && P::kStrideW == 1 &&
+                                     P::kPadTop == 0 && P::kPadLeft == 0 && P::kOH == P::kH && P::kOW == P::kW;
+  static constexpr bool kUsed = kPointwise || (ConvPaddedInput<P>::kUsed && P::kStrideH == 1 && P::kStrideW == 1);
+  static constexpr int kPitch = kPointwise ? P::kW : ConvPaddedInput<P>::kRowFloats;
+  // Where row k of X starts, relative to the source's start.
+  static int Offset(const ConvTap<P>& tap) {
+    if constexpr (kPointwise) return tap.c * P::kH * P::kW;
+    return (tap.c * ConvPaddedInput<P>::kRows + tap.kh * P::kDilH) * kPitch + tap.kw * P::kDilW;
+  }
+};
 
 // P: as Conv2DGemm, kChunkCols counting grid positions. `scratch` holds ConvPaddedInput<P>::kFloats,
-// then (panels x kGemmRows) x max(kChunkCols, 48) sums.
+// then (panels x kGemmRows) x max(kChunkCols, 48) sums, then for pointwise convolutions a
+// gathered tile, kBlockK x 48 + kConvSpareFloats floats.
 template <typename P, typename W, typename B>
 inline void Conv2DGemmDirect(const float* x, W packed_w, B bias, float* y, float* scratch,
                              const float* residual = nullptr) {
-  static_assert(P::kGroups == 1 && kConvDirect<P>, "an ungrouped convolution with unit strides");
+  static_assert(P::kGroups == 1 && ConvDirectSource<P>::kUsed, "an ungrouped convolution with unit strides");
   using Pad = ConvPaddedInput<P>;
+  using Source = ConvDirectSource<P>;
   constexpr int kK = ConvKBlocks<P>::kK;
   constexpr int kPositions = P::kOH * P::kOW;
   constexpr int kBlockK = ConvKBlocks<P>::kBlockK;
   constexpr int kBlocks = ConvKBlocks<P>::kBlocks;
   constexpr int kTailK = ConvKBlocks<P>::kTailK;
-  constexpr int kGrid = P::kOH * Pad::kRowFloats;
+  constexpr int kGrid = P::kOH * Source::kPitch;
   constexpr int kChunk = P::kChunkCols < kConvTileCols ? kConvTileCols : P::kChunkCols / kConvTileCols * kConvTileCols;
   constexpr int kPanels = (P::kM + kGemmRows - 1) / kGemmRows;
   float* sums = scratch + Pad::kFloats;
+  float* tail_tile = sums + static_cast<std::size_t>(kPanels) * kGemmRows * kChunk;
   for (int n = 0; n < P::kN; ++n) {
     const float* in = x + static_cast<std::size_t>(n) * P::kC * P::kH * P::kW;
     float* out = y + static_cast<std::size_t>(n) * P::kM * kPositions;
     const float* res = residual ? residual + static_cast<std::size_t>(n) * P::kM * kPositions : nullptr;
-    PadConvInput<P>(in, scratch);
+    if constexpr (Pad::kUsed) PadConvInput<P>(in, scratch);
+    const float* source = Source::kPointwise ? in : scratch;
     for (int q0 = 0; q0 < kGrid; q0 += kChunk) {
       const int chunk = kGrid - q0 < kChunk ? kGrid - q0 : kChunk;
       const int tiles = (chunk + kConvTileCols - 1) / kConvTileCols;
@@ -834,20 +843,27 @@ inline void Conv2DGemmDirect(const float* x, W packed_w, B bias, float* y, float
         const int kc = block + 1 < kBlocks ? kBlockK : kTailK;
         int offsets[kBlockK] = {};
         ConvTap<P> tap(k0);
-        for (int k = 0; k < kc; ++k, tap.Next()) {
-          offsets[k] = (tap.c * Pad::kRows + tap.kh * P::kDilH) * Pad::kRowFloats + tap.kw * P::kDilW;
-        }
+        for (int k = 0; k < kc; ++k, tap.Next()) offsets[k] = Source::Offset(tap);
         const W w_block = packed_w + static_cast<std::size_t>(k0) * kGemmRows;
         for (int t = 0; t < tiles; ++t) {
-          const float* b = scratch + q0 + t * kConvTileCols;
+          const int p0 = q0 + t * kConvTileCols;
+          const bool gathered = Source::kPointwise && p0 + kConvTileCols > kGrid;
+          if (gathered) GatherConvRows<P, kConvTileCols>(in, k0, kc, p0, kGrid - p0, tail_tile);
           for (int panel = 0; panel < kPanels; ++panel) {
             GemmVector c[kGemmRows][kConvTileVectors];
             // The same block of the next panel of W, which the first tile reads from memory.
             const W a = w_block + static_cast<std::size_t>(panel) * kK * kGemmRows;
-            if (block + 1 < kBlocks) {
-              GemmTileProduct<kBlockK, kConvTileVectors, 0, kK * kGemmRows>(a, b, c, offsets);
+            constexpr int kAhead = kK * kGemmRows;
+            if (gathered) {
+              if (block + 1 < kBlocks) {
+                GemmTileProduct<kBlockK, kConvTileVectors, kConvTileCols, kAhead>(a, tail_tile, c);
+              } else {
+                GemmTileProduct<kTailK, kConvTileVectors, kConvTileCols, kAhead>(a, tail_tile, c);
+              }
+            } else if (block + 1 < kBlocks) {
+              GemmTileProduct<kBlockK, kConvTileVectors, 0, kAhead>(a, source + p0, c, offsets);
             } else {
-              GemmTileProduct<kTailK, kConvTileVectors, 0, kK * kGemmRows>(a, b, c, offsets);
+              GemmTileProduct<kTailK, kConvTileVectors, 0, kAhead>(a, source + p0, c, offsets);
             }
 #pragma GCC unroll 8
             for (int i = 0; i < kGemmRows; ++i) {
@@ -867,10 +883,9 @@ inline void Conv2DGemmDirect(const float* x, W packed_w, B bias, float* y, float
       }
       // The chunk's grid positions that are output positions, an output row's run at a time.
       for (int q = q0; q < q0 + chunk;) {
-        const int oh = q / Pad::kRowFloats;
-        const int ow = q % Pad::kRowFloats;
-        const int row_end = oh * Pad::kRowFloats + Pad::kRowFloats < q0 + chunk ? oh * Pad::kRowFloats + Pad::kRowFloats
-                                                                                 : q0 + chunk;
+        const int oh = q / Source::kPitch;
+        const int ow = q % Source::kPitch;
+        const int row_end = (oh + 1) * Source::kPitch < q0 + chunk ? (oh + 1) * Source::kPitch : q0 + chunk;
         const int count = ow >= P::kOW ? 0 : (P::kOW - ow < row_end - q ? P::kOW - ow : row_end - q);
         for (int m = 0; m < P::kM; ++m) {
           const float b = OptionalAt(bias, m);

@@ -114,6 +114,7 @@ def test_conv_fused_activation(tmp_path, activation):
     ((1, 8, 20, 40), (200, 8, 3, 3), {"pads": [1, 1, 1, 1]}, "Conv2DGemmDirect<"),  # 2 chunks of the grid
     ((1, 6, 12, 100), (8, 6, 3, 3), {"pads": [2, 0, 1, 2], "dilations": [2, 2]}, "Conv2DGemmDirect<"),
     ((2, 32, 1, 100), (16, 32, 1, 5), {}, "Conv2DGemmDirect<"),  # one row, K = 160: 2 blocks
+    ((1, 200, 32, 40), (16, 200, 1, 1), {}, "Conv2DGemmDirect<"),  # pointwise: the input is X; last tile gathered
     ((1, 3, 30, 31), (10, 3, 7, 7), {"pads": [3, 3, 3, 3], "strides": [2, 2]}, "Conv2DGemm<"),  # 2 phases
     ((1, 4, 20, 23), (10, 4, 3, 3), {"pads": [0, 1, 1, 0], "strides": [1, 3]}, "Conv2DGemm<"),  # 3 phases
     ((1, 48, 7, 7), (64, 48, 3, 3), {"pads": [1, 1, 1, 1]}, "Conv2DGemmChannels<"),  # tiles of 7, 4 blocks

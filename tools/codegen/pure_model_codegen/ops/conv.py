@@ -205,21 +205,8 @@ def pack_gemm_weights(weights, rows=GEMM_ROWS):
     return np.ascontiguousarray(padded.reshape(panels, rows, -1).transpose(0, 2, 1))
 
 
-# Cache sizes the loop order is planned for: L2 is 1 MiB on current x86-64 and many aarch64
-# cores. Weights that fit in half of it stream from L2 for every panel of positions while that
-# panel sits in L1; larger weights would come from L3 or memory each time, so then the kernel
-# gathers a chunk of positions that fills L2 and streams the weights once per chunk instead
-# (the integer GEMMs of quantized.py, on kernels.h's GemmMicroKernel).
+# The L2 cache the blocking is planned for: 1 MiB on current x86-64 and many aarch64 cores.
 _L2_BYTES = 1 << 20
-
-
-def gemm_chunk_cols(weight_bytes, column_bytes, positions):
-    """Columns (output positions) a packed-weight GEMM gathers at once, given the bytes of its
-    weights and of one gathered column: see _L2_BYTES."""
-    if weight_bytes <= _L2_BYTES // 2:
-        return GEMM_COLS
-    fitting = max(GEMM_COLS, _L2_BYTES // column_bytes // GEMM_COLS * GEMM_COLS)
-    return min(fitting, -(-positions // GEMM_COLS) * GEMM_COLS)
 
 
 # Conv2DGemm (kernels.h) cuts K into blocks of at most this many rows: one gathered tile of a
@@ -231,8 +218,10 @@ _BLOCK_K = 128
 _TILE_COLS = 48
 _SPARE_FLOATS = 16
 # Conv2DGemmDirect computes over the padded rows' width: worth it while the padding adds at most
-# this share of columns.
+# this share of columns. Pointwise convolutions with fewer positions than this (where the gathered
+# last tile weighs more) run as fast gathered.
 _DIRECT_WASTE = 0.05
+_DIRECT_POINTWISE_POSITIONS = 1024
 
 
 def _gemm_block_k(k):
@@ -252,9 +241,9 @@ def _gemm_kernel(node, graph):
     """(kernel, kBlockK, kChunkCols or kTilePositions) of a convolution run as a matrix product:
     Conv2DGemmChannels for few output positions (see _channel_tile); Conv2DGemmDirect for unit
     strides where the padding adds few columns to the grid it computes over (at most
-    _DIRECT_WASTE of them; ResNet-18's 28 x 28 layers, 2 of 30, run as fast gathered); else
-    Conv2DGemm. The chunk: Conv2DGemm gathers one block's chunk of positions, Conv2DGemmDirect
-    sums one over all rows of W, within half of L2."""
+    _DIRECT_WASTE of them; ResNet-18's 28 x 28 layers, 2 of 30, run as fast gathered), and for
+    pointwise ones with many positions; else Conv2DGemm. The chunk: Conv2DGemm gathers one
+    block's chunk of positions, Conv2DGemmDirect sums one over all rows of W, within half of L2."""
     g = _kernel_geometry(node, graph)
     k = g["c"] * int(np.prod(g["kernel"]))
     block_k = _gemm_block_k(k)
@@ -262,11 +251,20 @@ def _gemm_kernel(node, graph):
     if tile is not None:
         return "Conv2DGemmChannels", block_k, tile
     padded = _padded_input(g)
-    (_, _), (_, _), (oh, ow), (sh, sw), _, _ = _planar(g)
+    _, _, (oh, ow), (sh, sw), _, _ = _planar(g)
+    rows = -(-g["m"] // GEMM_ROWS) * GEMM_ROWS
+    positions = int(np.prod(g["out"]))
     if padded is not None and sh == sw == 1 and (padded[1] - ow) <= _DIRECT_WASTE * padded[1]:
-        rows = -(-g["m"] // GEMM_ROWS) * GEMM_ROWS
         return "Conv2DGemmDirect", block_k, _chunk(oh * padded[1], rows * 4)
-    return "Conv2DGemm", block_k, _chunk(int(np.prod(g["out"])), block_k * 4)
+    if _direct_pointwise(g) and positions >= _DIRECT_POINTWISE_POSITIONS:
+        return "Conv2DGemmDirect", block_k, _chunk(positions, rows * 4)
+    return "Conv2DGemm", block_k, _chunk(positions, block_k * 4)
+
+
+def _direct_pointwise(g):
+    """ConvDirectSource<P>::kPointwise: a 1 x 1 convolution whose X is its input as it is."""
+    (h, w), (kh, kw), (oh, ow), (sh, sw), _, (pt, pl) = _planar(g)
+    return kh == kw == sh == sw == 1 and pt == pl == 0 and (oh, ow) == (h, w)
 
 
 # Conv2DGemmChannels (kernels.h): panels of kConvChannelRows output channels; tiles of at most
@@ -327,6 +325,8 @@ def _scratch(node, graph):
         floats += positions * (-(-g["m"] // _CHANNEL_ROWS) * _CHANNEL_ROWS + block_k) + _SPARE_FLOATS
     elif kernel == "Conv2DGemmDirect":
         floats += -(-g["m"] // GEMM_ROWS) * GEMM_ROWS * size
+        if _direct_pointwise(g):
+            floats += block_k * _TILE_COLS + _SPARE_FLOATS  # the last tile, gathered
     else:
         floats += block_k * size + _SPARE_FLOATS
     return floats * 4
