@@ -98,6 +98,25 @@ def test_batchnorm_joins_a_group(tmp_path):
     assert len(steps) == 1 and "'bias' (Add), 'bn' (BatchNormalization), 'relu' (Relu) in one loop" in steps[0]
 
 
+def test_an_enlarging_nearest_resize_is_read_through_a_view(tmp_path):
+    # PP-OCR's FPN: Add(Resize(coarse, x2), fine); here with a per-channel Mul, a row-broadcast
+    # operand, x2 x4 factors, and the enlarged tensor also read outside (so it is stored).
+    rng = np.random.default_rng(6)
+    feeds = {"coarse": rng.standard_normal((1, 3, 4, 5)).astype(np.float32),
+             "fine": rng.standard_normal((1, 3, 8, 20)).astype(np.float32)}
+    inits = {"scales": np.asarray([1, 1, 2, 4], np.float32), "gain": rng.standard_normal((3, 1, 1)).astype(np.float32),
+             "rows": rng.standard_normal((8, 1)).astype(np.float32)}
+    nodes = [helper.make_node("Resize", ["coarse", "", "scales"], ["up"], name="up", mode="nearest"),
+             helper.make_node("Add", ["up", "fine"], ["sum"], name="add"),
+             helper.make_node("Mul", ["sum", "gain"], ["scaled"], name="gain"),
+             helper.make_node("Add", ["scaled", "rows"], ["y"], name="rows"),
+             helper.make_node("Softmax", ["up"], ["side"], name="side")]
+    files = check_model(tmp_path, nodes, feeds, ["y", "side"], inits)
+    steps = _steps(files["source"])
+    assert "'up' (Resize), 'add' (Add), 'gain' (Mul), 'rows' (Add) in one loop" in steps[0]
+    assert "pure_model::Softmax" in files["source"]
+
+
 def test_the_pass_leaves_no_tensor_behind(tmp_path):
     nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Exp", ["a"], ["y"])]
     model = make_model(nodes, [("x", [2, 3])], [("y", [2, 3])])

@@ -790,6 +790,11 @@ def fused_step(node, graph):
     """
     if node.domain or not node.outputs or not node.outputs[0] or any(o for o in node.outputs[1:]):
         return None
+    if node.op_type in ("Resize", "Upsample"):
+        if not fused_enlargement(node, graph):
+            return None
+        # Its input is read through a view that repeats elements (see fused_enlargement).
+        return [node.inputs[0]], lambda values, r: [f"const float {r} = {values[0]};"]
     named = [n for n in node.inputs if n]
     if any(graph.tensor(n).dtype != 1 for n in named + node.outputs[:1]):
         return None
@@ -810,6 +815,7 @@ def fused_step(node, graph):
         return list(node.inputs), lambda values, r: [f"const float {r} = {expr.format(*values)};"]
     if node.op_type == "BatchNormalization":
         return _fused_batchnorm(node, graph)
+
     if node.op_type == "Pow" and len(node.inputs) == 2 and not _legacy(node):
         exponent = graph.tensor(node.inputs[1])
         if exponent.is_constant and exponent.elements == 1 and float(exponent.value.reshape(-1)[0]) == 2.0:
@@ -854,3 +860,15 @@ def _fused_batchnorm(node, graph):
             return None  # the model has a tensor of that name
         names.append(name)
     return [node.inputs[0]] + names, lambda values, r: [f"const float {r} = {values[0]} * {values[1]} + {values[2]};"]
+
+
+def fused_enlargement(node, graph):
+    """(fh, fw) for a nearest Resize that only repeats the elements of the last two axes of its
+    float32 input fh and fw times: in a fused loop over the output seen as [..., H, fh, W, fw], its
+    input is the operand [..., H, 1, W, 1], broadcast like any other, so the enlarged tensor is
+    never stored. None for any other node."""
+    if node.op_type not in ("Resize", "Upsample") or graph.tensor(node.inputs[0]).dtype != 1:
+        return None
+    from pure_model_codegen.ops.resize import nearest_enlargement
+
+    return nearest_enlargement(node, graph)

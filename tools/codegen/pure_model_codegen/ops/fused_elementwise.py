@@ -4,7 +4,9 @@ passes/fuse_elementwise.py makes these nodes (models cannot: the op lives in the
 domain). The loop walks the output once; each operand's element is loaded once (an operand of one
 element once, before the loop), every member node computes its value in a local as its own step
 would (ops/elementwise.py: fused_step), and the values that something outside the group reads
-are stored.
+are stored. With a nearest Resize member that repeats elements fh x fw times, the loop sees the
+output as [..., H, fh, W, fw] and the Resize's input as [..., H, 1, W, 1], broadcast like any
+other operand.
 """
 
 from pure_model_codegen import cpp
@@ -33,10 +35,26 @@ def _index(strides):
     return " + ".join(terms) if terms else "0"
 
 
+def _split(shape, rank, factors, enlarged):
+    """`shape` (right-aligned to `rank`) as seen by a loop over [..., H, fh, W, fw]: an axis of
+    the output's extent splits into (extent / f, f), a broadcast one into (1, 1), and the input of
+    an enlarging Resize's [..., H, W] into (H, 1) and (W, 1)."""
+    shape = (1,) * (rank - len(shape)) + tuple(shape)
+    split = list(shape[:-2])
+    for extent, factor in zip(shape[-2:], factors):
+        split += [extent, 1] if enlarged or extent == 1 else [extent // factor, factor]
+    return split
+
+
 def _emit(node, ctx):
     graph = ctx.graph
     shape = graph.tensor(node.outputs[0]).shape
-    dims, strides = cpp.collapse_broadcast(shape, [graph.tensor(n).shape for n in node.inputs] + [shape])
+    operand_shapes = [graph.tensor(n).shape for n in node.inputs]
+    if "_enlargement" in node.attrs:
+        factors, enlarged = node.attrs["_enlargement"], node.attrs["_enlarged"]
+        operand_shapes = [_split(s, len(shape), factors, n in enlarged) for n, s in zip(node.inputs, operand_shapes)]
+        shape = _split(shape, len(shape), factors, False)
+    dims, strides = cpp.collapse_broadcast(shape, operand_shapes + [shape])
     # loads[d]: operands that change only in loops 0 .. d - 1, read before loop d opens, so that
     # a per-channel operand is read once per channel and a scalar once per run.
     loads = [[] for _ in range(len(dims) + 1)]

@@ -365,6 +365,21 @@ def _integer_enlargement(plan):
     return factors
 
 
+def nearest_enlargement(node, graph):
+    """(factor along H, factor along W) when the Resize/Upsample `node` only repeats the elements of
+    its last two axes whole numbers of times (and at least one more than once), else None."""
+    if node.domain:
+        return None
+    try:
+        plan = _plan(node, graph)
+    except CodegenError:
+        return None
+    if plan["mode"] != "nearest" or plan["x"].elements == 0:
+        return None
+    factors = _integer_enlargement(plan)
+    return tuple(factors) if factors and max(factors) > 1 else None
+
+
 def _emit_enlargement(node, ctx, plan, factors):
     fh, fw = factors
     rows = math.prod(plan["in_shape"][:-1])

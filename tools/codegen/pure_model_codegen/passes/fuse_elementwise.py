@@ -11,7 +11,8 @@ guard, and every tensor the group has computed so far is read outside the group 
 that come after it (the fused step runs where its last node was). Other operands (graph inputs,
 constants, tensors computed elsewhere) are read as they are and may broadcast. A group's
 tensors that something outside it reads, or that are graph outputs, are still stored; the others
-never reach memory.
+never reach memory. A nearest Resize that repeats elements a whole number of times joins too
+(its input read through a repeating view), so the enlarged tensor is never stored either.
 
 Models that quantize at run time are left alone: the compiler may contract a Mul and the Add
 after it into one fused multiply-add once both are in one loop, and in those models a last-bit
@@ -19,7 +20,7 @@ difference can move a value across a quantization step (see runtime_quantization
 """
 
 import dataclasses
-from typing import List
+from typing import List, Optional
 
 from pure_model_codegen import ir
 from pure_model_codegen.ops import control, elementwise
@@ -32,6 +33,7 @@ class _Group:
     shape: tuple
     guard: tuple
     members: List[ir.Node]
+    enlargement: Optional[tuple] = None  # (fh, fw) of the nearest Resize members: one per group
 
 
 def _can_merge(groups, node, consumers, position):
@@ -55,15 +57,21 @@ def _groups(graph):
         if step is None:
             continue
         shape, guard = graph.tensor(node.outputs[0]).shape, control.guard_of(node)
+        enlargement = elementwise.fused_enlargement(node, graph)
         candidates = []
         for name in step[0]:
             group = group_of.get(name)
-            if group is not None and group not in candidates and group.shape == shape and group.guard == guard:
+            if (group is not None and group not in candidates and group.shape == shape and group.guard == guard
+                    and None in (enlargement, group.enlargement)):
                 candidates.append(group)
+        # Resize members of the groups merged must repeat elements alike.
+        while len({g.enlargement for g in candidates} - {None}) > 1:
+            candidates.pop()
         if candidates and not _can_merge(candidates, node, consumers, position):
             candidates = [g for g in candidates if _can_merge([g], node, consumers, position)][:1]
         if candidates:
             target = candidates[0]
+            target.enlargement = enlargement or next((g.enlargement for g in candidates if g.enlargement), None)
             for other in candidates[1:]:
                 target.members.extend(other.members)
                 for member in other.members:
@@ -72,7 +80,7 @@ def _groups(graph):
             target.members.sort(key=lambda m: position[id(m)])
             target.members.append(node)
         else:
-            target = _Group(shape, guard, [node])
+            target = _Group(shape, guard, [node], enlargement)
             groups.append(target)
         group_of[node.outputs[0]] = target
     return [g for g in groups if len(g.members) > 1]
@@ -100,6 +108,9 @@ def run(graph):
         attrs = {"_members": members, "_steps": [elementwise.fused_step(m, graph) for m in members]}
         if group.guard:
             attrs["_guard"] = list(group.guard)
+        if group.enlargement:
+            attrs["_enlargement"] = group.enlargement
+            attrs["_enlarged"] = sorted({m.inputs[0] for m in members if elementwise.fused_enlargement(m, graph)})
         fused = ir.Node(OP_TYPE, last.name, operands, stored, attrs, domain=DOMAIN, opset=1)
         for member in members:
             replaced[id(member)] = None
