@@ -75,7 +75,7 @@ def pure_model_library(
     - `det_benchmark`: `det_benchmark --runs=N --warmup=M` times the model on random inputs and
       ends with one JSON line (median_ms, min_ms, p90_ms, peak_rss_kb, arena_bytes, weight_bytes).
     - `det_profile`: `det_profile --runs=N --warmup=M` times each step of `Run()` on random
-      inputs and prints the steps, slowest first (`N: node name (Op)`, ms per run, share of the
+      inputs (thread CPU time) and prints the steps, slowest first (`N: node name (Op)`, ms per run, share of the
       total), the total and the sum of the steps; it ends with one JSON line of the per-step
       numbers. It links a separately generated, instrumented copy of the model
       (`det_profiled`): the library apps use carries no timing code and no node names.

@@ -154,7 +154,7 @@ def test_profiling_renames_nothing(tmp_path):
     path = save(make_model(nodes, [("x", [1, 16])], [("y", [1, 16])]), tmp_path)
     plain, profiled = _generate(path), _generate(path, profile_steps=True)
     assert "profile_clock_ = " in plain["source"]
-    assert "profile_clock_2 = std::chrono::steady_clock::now();" in profiled["source"]
+    assert "std::int64_t profile_clock_2 = 0;" in profiled["source"]
     x = np.random.default_rng(2).standard_normal((1, 16)).astype(np.float32)
     num_steps, names, _, outs = _compile_and_run(profiled, str(tmp_path), [x], 1)
     assert (num_steps, names) == (2, ["1: a (Relu)", "2: b (Softmax)"])
