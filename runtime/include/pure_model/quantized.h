@@ -269,12 +269,12 @@ struct QSimd {
     return out;
   }
   static Broadcast Splat(std::int32_t pair) {
-    const std::int32_t even = static_cast<std::int16_t>(static_cast<std::uint32_t>(pair) & 0xffffu);
-    const std::int32_t odd = static_cast<std::int16_t>(static_cast<std::uint32_t>(pair) >> 16);
+    std::int16_t values[2];  // as they were in memory, whatever the byte order
+    std::memcpy(values, &pair, sizeof(values));
     Broadcast w;
     for (int i = 0; i < kQQuarters; ++i) {
-      w.even.q[i] = QLanes4{} + static_cast<std::uint32_t>(even);
-      w.odd.q[i] = QLanes4{} + static_cast<std::uint32_t>(odd);
+      w.even.q[i] = QLanes4{} + static_cast<std::uint32_t>(static_cast<std::int32_t>(values[0]));
+      w.odd.q[i] = QLanes4{} + static_cast<std::uint32_t>(static_cast<std::int32_t>(values[1]));
     }
     return w;
   }
