@@ -17,7 +17,7 @@
 #include <limits>
 #include <type_traits>
 
-#if defined(__AVX2__)
+#if defined(__SSE2__)
 #include <immintrin.h>
 #endif
 
@@ -182,15 +182,17 @@ constexpr int kQPanelStep = 2 * kQLanes;  // values of one pair of k in a panel
 // The register tile: kQTileRows rows of P x kQTilePanels panels of L, whose int32 accumulators
 // stay in registers over the whole of K (measured on Zen 4: larger tiles make GCC spill
 // accumulators, as it keeps every broadcast in its own register).
-#if defined(__AVX512BW__)
+//
+// PURE_MODEL_PORTABLE_KERNELS selects the portable tile on every target (to test it on x86).
+#if defined(__AVX512BW__) && !defined(PURE_MODEL_PORTABLE_KERNELS)
 constexpr int kQTileRows = 4, kQTilePanels = 4;  // 16 of the 32 zmm registers
 #else
-constexpr int kQTileRows = 4, kQTilePanels = 1;  // with AVX2, 8 of the 16 ymm registers
+constexpr int kQTileRows = 4, kQTilePanels = 1;  // AVX2: 8 of the 16 ymm registers (SSE2: 16 xmm)
 #endif
 
 // The vector operations of the tile, per target. Pairs: one pair step of a panel (32 values);
 // Acc: its 16 int32 sums; Broadcast: one pair of P in every lane.
-#if defined(__AVX512BW__)
+#if defined(__AVX512BW__) && !defined(PURE_MODEL_PORTABLE_KERNELS)
 struct QSimd {
   using Pairs = __m512i;
   using Acc = __m512i;
@@ -207,7 +209,7 @@ struct QSimd {
   static Acc MulAdd(Acc acc, Broadcast w, Pairs v) { return _mm512_add_epi32(acc, _mm512_madd_epi16(w, v)); }
   static void Store(std::int32_t* dst, Acc acc) { _mm512_storeu_si512(dst, acc); }
 };
-#elif defined(__AVX2__)
+#elif defined(__AVX2__) && !defined(PURE_MODEL_PORTABLE_KERNELS)
 struct QSimd {
   struct Pairs {
     __m256i lo, hi;  // lanes 0-7, 8-15
@@ -236,8 +238,46 @@ struct QSimd {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 8), acc.hi);
   }
 };
+#elif defined(__SSE2__) && !defined(PURE_MODEL_PORTABLE_KERNELS)
+// The x86-64 baseline: pmaddwd is SSE2 already (32-bit multiplies, pmulld, are not), a panel in
+// four xmm registers. Bytes widen by interleaving (pmovzxbw is SSE4.1).
+struct QSimd {
+  struct Pairs {
+    __m128i q[4];
+  };
+  using Acc = Pairs;
+  using Broadcast = __m128i;
+  static Acc Zero() { return {{_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128()}}; }
+  static Pairs Load(const std::int16_t* p) {
+    Pairs v;
+    for (int i = 0; i < 4; ++i) v.q[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8 * i));
+    return v;
+  }
+  static Pairs Load(const std::uint8_t* p) {
+    const __m128i zero = _mm_setzero_si128();
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16));
+    return {{_mm_unpacklo_epi8(a, zero), _mm_unpackhi_epi8(a, zero), _mm_unpacklo_epi8(b, zero),
+             _mm_unpackhi_epi8(b, zero)}};
+  }
+  static Pairs Load(const std::int8_t* p) {
+    // Each byte into the high half of a 16-bit lane, then shifted down with its sign.
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16));
+    return {{_mm_srai_epi16(_mm_unpacklo_epi8(a, a), 8), _mm_srai_epi16(_mm_unpackhi_epi8(a, a), 8),
+             _mm_srai_epi16(_mm_unpacklo_epi8(b, b), 8), _mm_srai_epi16(_mm_unpackhi_epi8(b, b), 8)}};
+  }
+  static Broadcast Splat(std::int32_t pair) { return _mm_set1_epi32(pair); }
+  static Acc MulAdd(Acc acc, Broadcast w, const Pairs& v) {
+    for (int i = 0; i < 4; ++i) acc.q[i] = _mm_add_epi32(acc.q[i], _mm_madd_epi16(w, v.q[i]));
+    return acc;
+  }
+  static void Store(std::int32_t* dst, const Acc& acc) {
+    for (int i = 0; i < 4; ++i) _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 4 * i), acc.q[i]);
+  }
+};
 #else
-// Portable: GCC's generic vectors of four lanes (NEON or SSE2 registers, or scalars); wider
+// Portable: GCC's generic vectors of four lanes (NEON registers, or scalars); wider
 // ones would change the ABI of these functions where the target lacks them. The pairs are split
 // into their even and odd values, widened to 32 bits; the arithmetic runs on unsigned lanes,
 // whose wrap-around C++ defines (the products themselves fit in int32).
@@ -422,7 +462,7 @@ inline void QExpandPairGroups(const T* packed, const T* zero_point, std::int16_t
 typedef std::int16_t QPanelRow __attribute__((vector_size(kQLanes * sizeof(std::int16_t))));
 
 // Stores the rows of k = 2p and 2p + 1 as pair step p ([16][2]).
-inline void QStorePairStep(QPanelRow even, QPanelRow odd, std::int16_t* step) {
+inline void QStorePairStep(const QPanelRow& even, const QPanelRow& odd, std::int16_t* step) {
   const QPanelRow lo = __builtin_shufflevector(even, odd, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
   const QPanelRow hi = __builtin_shufflevector(even, odd, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
   std::memcpy(step, &lo, sizeof(lo));

@@ -4,6 +4,8 @@ reference evaluator: integer outputs must match exactly. Each test puts several 
 model, so that one compile covers them; the rejections follow at the end.
 """
 
+import os
+
 import numpy as np
 import onnx
 import pytest
@@ -285,6 +287,13 @@ def test_integer_products_extremes(tmp_path):
         helper.make_node("MatMulInteger", ["a_u", "b_in", "azu", "bz_in"], ["matmul_input_b"]),
     ]
     check(tmp_path, nodes, feeds, ["conv", "conv_i", "matmul", "matmul_input_b"], inits)
+
+
+def test_integer_products_portable_kernels(tmp_path, monkeypatch):
+    # The generic-vector tile (aarch64's, and any target without SSE2), here on x86 too.
+    flags = os.environ.get("PURE_MODEL_TEST_CXXFLAGS", "")
+    monkeypatch.setenv("PURE_MODEL_TEST_CXXFLAGS", flags + " -DPURE_MODEL_PORTABLE_KERNELS")
+    test_integer_products_extremes(tmp_path)
 
 
 def test_integer_products_of_empty_tensors(tmp_path):
