@@ -222,6 +222,7 @@ class Model:
         self.build_time = None   # dict, from the timing build
         self.onnx_source = None  # for an .onnx path: the file itself
         self.obfuscate = False   # whether the library masks its weights (obfuscate = True)
+        self.carried_attrs = ""  # the library's input_values/output_shapes lines, for the timing copy
         self.error = None
 
 
@@ -258,10 +259,13 @@ class Workspace:
             model = re.search(r'^\s+model = "(.*)",$', block, re.M)
             shapes = re.search(r"^\s+input_shapes = (\{.*\}),$", block, re.M)
             obfuscate = re.search(r"^\s+obfuscate = True,$", block, re.M)
+            # Carried to the timing copy as they are: what else the library binds or states.
+            carried = "".join(f"    {found.group(0).strip()}\n" for found in re.finditer(
+                r"^\s+(?:input_values|output_shapes) = \{.*\},$", block, re.M))
             rules[f"//{package}:{name.group(1)}"] = (
                 model.group(1) if model else None,
                 ast.literal_eval(shapes.group(1)) if shapes else {},
-                bool(obfuscate))
+                bool(obfuscate), carried)
         for m in models:
             if m.spec.is_onnx:
                 continue
@@ -275,6 +279,7 @@ class Workspace:
                     raise BenchError(f"{m.name}: models list says {name}={dims}, but {m.library} binds {bound[name]}")
             m.input_shapes.update(bound)
             m.obfuscate = found[2]
+            m.carried_attrs = found[3]
 
     def _write_scratch(self, models, nonce, timing):
         """The scratch package: a library for every model given as an .onnx file, and with
@@ -304,7 +309,7 @@ class Workspace:
                 parts.append(_pure_model_library_call(
                     "timing_" + m.name, m.onnx_label, m.input_shapes,
                     extra=f'    namespace = "bench_timing_{nonce}",\n'
-                    + ("    obfuscate = True,\n" if m.obfuscate else "")))
+                    + ("    obfuscate = True,\n" if m.obfuscate else "") + m.carried_attrs))
         with open(os.path.join(self.scratch, "BUILD.bazel"), "w", encoding="utf-8") as f:
             f.write("\n".join(parts))
 
