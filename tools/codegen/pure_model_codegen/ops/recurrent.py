@@ -198,9 +198,11 @@ def _quantized_weights(node, graph, g, index):
     zero_point = graph.tensor(node.inputs[_QUANT + 2 * (index == _R) + 1]).value.astype(np.int32)
     zero_point = zero_point[:, None, :] if zero_point.ndim == 2 else zero_point[:, None, None]
     centred = value - zero_point
-    dtype, np_type = (3, np.int8) if centred.min() >= -128 and centred.max() <= 127 else (5, np.int16)
+    fits = centred.min() >= -128 and centred.max() <= 127
+    dtype = ir.DTYPE_BY_NAME["int8" if fits else "int16"]
     scales = np.broadcast_to(scale if scale.ndim == 2 else scale[:, None], (directions, gh))
-    return np.ascontiguousarray(centred.transpose(0, 2, 1)).astype(np_type), dtype, np.ascontiguousarray(scales)
+    return (np.ascontiguousarray(centred.transpose(0, 2, 1)).astype(ir.numpy_type(dtype)), dtype,
+            np.ascontiguousarray(scales))
 
 
 def _runtime_layout(node, graph, g):
@@ -356,7 +358,8 @@ def _quantized_call(node, ctx, g, direction, label, params, outputs, y_dir, stat
     names = {}
     weights = {letter: _quantized_weights(node, graph, g, index) for index, letter in ((_W, "w"), (_R, "r"))}
     # One element type for both (the kernel's TW): int16 if either needs it.
-    dtype = max(dtype for _, dtype, _ in weights.values())
+    int16 = ir.DTYPE_BY_NAME["int16"]
+    dtype = int16 if any(d == int16 for _, d, _ in weights.values()) else ir.DTYPE_BY_NAME["int8"]
     for letter, (centred, _, scales) in weights.items():
         names[letter] = ctx.derived_constant(node, f"{letter}_centred{label}", centred[direction], dtype=dtype,
                                              comment=f"{letter.upper()} minus its zero point, one row per output")
