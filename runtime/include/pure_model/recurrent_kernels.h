@@ -187,6 +187,37 @@ inline void FoldRecurrentBias(const float* b, float* bias_x, float* bias_rh) {
   }
 }
 
+// Each batch row's state from initial_h / initial_c (zeros where absent) into h and c
+// ([kBatch][kHidden]), and back out to Y_h / Y_c (nullptr when not wanted).
+template <typename P>
+inline void LoadRecurrentState(const float* h0, const float* c0, float* h, float* c) {
+  constexpr int kH = P::kHidden;
+  for (int n = 0; n < P::kBatch; ++n) {
+    for (int j = 0; j < kH; ++j) {
+      h[n * kH + j] = h0 != nullptr ? h0[n * P::kStateStrideN + j] : 0.f;
+      c[n * kH + j] = c0 != nullptr ? c0[n * P::kStateStrideN + j] : 0.f;
+    }
+  }
+}
+
+template <typename P>
+inline void StoreRecurrentState(const float* h, const float* c, float* y_h, float* y_c) {
+  constexpr int kH = P::kHidden;
+  for (int n = 0; n < P::kBatch; ++n) {
+    if (y_h != nullptr) std::memcpy(y_h + n * P::kStateStrideN, h + n * kH, sizeof(float) * kH);
+    if (y_c != nullptr) std::memcpy(y_c + n * P::kStateStrideN, c + n * kH, sizeof(float) * kH);
+  }
+}
+
+// Each batch row's sequence length (sequence_lens, or every step when absent), within [0, kSeq].
+template <typename P>
+inline void SequenceLengths(const std::int32_t* seq_lens, int* lengths) {
+  for (int n = 0; n < P::kBatch; ++n) {
+    const int length = seq_lens != nullptr ? seq_lens[n] : P::kSeq;
+    lengths[n] = length < 0 ? 0 : (length > P::kSeq ? P::kSeq : length);
+  }
+}
+
 // The three recurrent ops, as the cell update of one step for one batch row.
 enum class RecurrentCell { kRnn, kGru, kLstm };
 
@@ -227,17 +258,9 @@ inline void RecurrentLayer(const float* x, const float* w_packed, const float* r
   float* candidate_h = reset_h + P::kBatch * kH;  // GRU: the h gate's recurrent term
 
   RecurrentMatMul<P::kInput, kGH>(x, P::kSeq * P::kBatch, w_packed, bias_x, gates_x);
-  for (int n = 0; n < P::kBatch; ++n) {
-    for (int j = 0; j < kH; ++j) {
-      h[n * kH + j] = h0 != nullptr ? h0[n * P::kStateStrideN + j] : 0.f;
-      c[n * kH + j] = c0 != nullptr ? c0[n * P::kStateStrideN + j] : 0.f;
-    }
-  }
+  LoadRecurrentState<P>(h0, c0, h, c);
   int lengths[P::kBatch];
-  for (int n = 0; n < P::kBatch; ++n) {
-    const int length = seq_lens != nullptr ? seq_lens[n] : P::kSeq;
-    lengths[n] = length < 0 ? 0 : (length > P::kSeq ? P::kSeq : length);
-  }
+  SequenceLengths<P>(seq_lens, lengths);
   const auto clip = [](float v) {
     if constexpr (P::kClip > 0.f) {
       return v < -P::kClip ? -P::kClip : (v > P::kClip ? P::kClip : v);
@@ -319,10 +342,7 @@ inline void RecurrentLayer(const float* x, const float* w_packed, const float* r
       if (y_row != nullptr) std::memcpy(y_row, hn, sizeof(float) * kH);
     }
   }
-  for (int n = 0; n < P::kBatch; ++n) {
-    if (y_h != nullptr) std::memcpy(y_h + n * P::kStateStrideN, h + n * kH, sizeof(float) * kH);
-    if (y_c != nullptr) std::memcpy(y_c + n * P::kStateStrideN, c + n * kH, sizeof(float) * kH);
-  }
+  StoreRecurrentState<P>(h, c, y_h, y_c);
 }
 
 // ---- com.microsoft.DynamicQuantizeLSTM ------------------------------------------------------
@@ -462,8 +482,8 @@ PURE_MODEL_NO_CONTRACTION inline void UpdateLstmCell(const float* i, const float
 // their peepholes (on c_prev), bias and clip before the cell update; the output gate takes its
 // peephole on the new c, then its bias and clip.
 template <typename P>
-inline void QuantizedLstmCell(float* gates, const float* projected, const float* bias,
-                                                        const float* peepholes, float* c, float* h) {
+inline void QuantizedLstmCell(float* gates, const float* projected, const float* bias, const float* peepholes,
+                              float* c, float* h) {
   constexpr int kH = P::kHidden;
   float* i = gates;
   float* o = gates + kH;
@@ -523,29 +543,21 @@ inline void QuantizedLstmLayer(const float* x, const TW* w, const float* w_scale
 
   // The input projection of every step at once, from X quantized as a whole: as far as the
   // longest sequence reaches (steps past it are no part of ONNX Runtime's range).
-  int longest = P::kSeq;
-  if (seq_lens != nullptr) {
-    longest = 0;
-    for (int n = 0; n < P::kBatch; ++n) longest = seq_lens[n] > longest ? seq_lens[n] : longest;
-    longest = longest > P::kSeq ? P::kSeq : longest;
-  }
+  int lengths[P::kBatch];
+  SequenceLengths<P>(seq_lens, lengths);
+  int longest = 0;
+  for (int n = 0; n < P::kBatch; ++n) longest = lengths[n] > longest ? lengths[n] : longest;
   const float x_scale = QuantizeForProduct(x, static_cast<std::size_t>(longest) * P::kBatch * P::kInput,
                                            kRows * P::kInput, x_quantized);
   for (int m = 0; m < kGH; ++m) multiplier_x[m] = x_scale * w_scale[m];
   QuantizedRecurrentProduct<P::kInput, kGH>(x_quantized, static_cast<int>(kRows), w, multiplier_x, projected);
 
-  for (int n = 0; n < P::kBatch; ++n) {
-    for (int j = 0; j < kH; ++j) {
-      h[n * kH + j] = h0 != nullptr ? h0[n * P::kStateStrideN + j] : 0.f;
-      c[n * kH + j] = c0 != nullptr ? c0[n * P::kStateStrideN + j] : 0.f;
-    }
-  }
+  LoadRecurrentState<P>(h0, c0, h, c);
   for (int step = 0; step < P::kSeq; ++step) {
     const int t = P::kReverse ? P::kSeq - 1 - step : step;
     for (int n = 0; n < P::kBatch; ++n) {
-      const int length = seq_lens != nullptr ? seq_lens[n] : P::kSeq;
       float* y_row = y != nullptr ? y + static_cast<std::size_t>(t) * P::kYStrideT + n * P::kYStrideN : nullptr;
-      if (t >= length) {
+      if (t >= lengths[n]) {
         if (y_row != nullptr) std::memset(y_row, 0, sizeof(float) * kH);
         continue;
       }
@@ -559,10 +571,7 @@ inline void QuantizedLstmLayer(const float* x, const TW* w, const float* w_scale
       if (y_row != nullptr) std::memcpy(y_row, hn, sizeof(float) * kH);
     }
   }
-  for (int n = 0; n < P::kBatch; ++n) {
-    if (y_h != nullptr) std::memcpy(y_h + n * P::kStateStrideN, h + n * kH, sizeof(float) * kH);
-    if (y_c != nullptr) std::memcpy(y_c + n * P::kStateStrideN, c + n * kH, sizeof(float) * kH);
-  }
+  StoreRecurrentState<P>(h, c, y_h, y_c);
 }
 
 }  // namespace pure_model

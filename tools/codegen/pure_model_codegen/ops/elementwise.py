@@ -253,6 +253,15 @@ def _unary_attrs(node, defaults):
     return attrs
 
 
+def _expression_attrs(node, defaults, lit):
+    """The attributes a unary op's C++ expression sees: numbers as literals of the computed type
+    (`lit`), and the float32 kernel a pass may have chosen (KERNEL_ATTR)."""
+    attrs = {k: (v if isinstance(v, (str, int)) else lit(v)) for k, v in _unary_attrs(node, defaults).items()}
+    if KERNEL_ATTR in node.attrs:
+        attrs[KERNEL_ATTR] = node.attrs[KERNEL_ATTR]
+    return attrs
+
+
 def _make_unary(op_type, dtypes, expr, fn, defaults, out_dtype=None):
     def infer(node, graph):
         input_count(node, 1)
@@ -271,9 +280,7 @@ def _make_unary(op_type, dtypes, expr, fn, defaults, out_dtype=None):
         def lit(value):
             return literal(value, computed)
 
-        attrs = {k: (v if isinstance(v, (str, int)) else lit(v)) for k, v in _unary_attrs(node, defaults).items()}
-        if KERNEL_ATTR in node.attrs:
-            attrs[KERNEL_ATTR] = node.attrs[KERNEL_ATTR]
+        attrs = _expression_attrs(node, defaults, lit)
         body = expr(computed, lit, attrs)
         if dtype in INTS and not out_dtype:
             body = f"static_cast<{ir.cpp_type(dtype)}>({body})"
@@ -803,9 +810,7 @@ def fused_step(node, graph):
         dtypes, expr, _, defaults, *out_dtype = _UNARY[node.op_type]
         if 1 not in dtypes or (out_dtype and out_dtype[0]) or len(node.inputs) != 1:
             return None
-        attrs = {k: (v if isinstance(v, (str, int)) else lit(v)) for k, v in _unary_attrs(node, defaults).items()}
-        if KERNEL_ATTR in node.attrs:
-            attrs[KERNEL_ATTR] = node.attrs[KERNEL_ATTR]
+        attrs = _expression_attrs(node, defaults, lit)
         body = expr(1, lit, attrs)
         return [node.inputs[0]], lambda values, r: [f"float {r};", f"{{ const float v = {values[0]}; {r} = {body}; }}"]
     if node.op_type in _FUSIBLE_BINARY:

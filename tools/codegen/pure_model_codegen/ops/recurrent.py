@@ -266,6 +266,7 @@ def _make_emit(op, quantized=False):
         w, r = graph.tensor(node.inputs[_W]), graph.tensor(node.inputs[_R])
         # Constant weights are packed at generation time; None: packed at run time.
         w_value, r_value = w.value, r.value
+        weight_set = _quantized_weight_set(node, graph, g) if quantized else None
         b = graph.tensor(node.inputs[_B]) if _present(node, _B) else None
         runtime = _runtime_layout(node, graph, g)
         scratch = ctx.scratch(node)
@@ -298,7 +299,7 @@ def _make_emit(op, quantized=False):
             params = ctx.param_struct(node, fields)
             if quantized:
                 lines.append(_quantized_call(node, ctx, g, direction, label, params, outputs, y_dir, state_dir,
-                                             scratch))
+                                             scratch, weight_set))
                 continue
             # Weights: packed at generation time, or into scratch now.
             if w_value is not None:
@@ -330,36 +331,31 @@ def _make_emit(op, quantized=False):
                 bias_x, bias_rh = runtime_ptr["bias_x"], runtime_ptr["bias_rh"]
                 lines.append(f"pure_model::FoldRecurrentBias<{gh}, {h}, {str(g['linear_before_reset']).lower()}>("
                              f"{_offset(ctx.ptr(b.name), direction * 2 * gh)}, {bias_x}, {bias_rh});")
-
-            def optional(index, offset_elements):
-                return _offset(ctx.ptr(node.inputs[index]), offset_elements) if _present(node, index) else "nullptr"
-
-            def output(index, offset_elements):
-                return _offset(ctx.ptr(outputs[index]), offset_elements) if outputs[index] else "nullptr"
-
-            seq_lens = ctx.ptr(node.inputs[_SEQ]) if _present(node, _SEQ) else "nullptr"
-            peep = optional(_P, direction * 3 * h) if op == "LSTM" else "nullptr"
-            c0 = optional(_C0, direction * state_dir) if op == "LSTM" else "nullptr"
             lines.append(
                 f"pure_model::RecurrentLayer<{params}>({ctx.ptr(node.inputs[_X])}, {w_ptr}, {r_ptrs[0]}, "
-                f"{r_ptrs[1] if len(r_ptrs) > 1 else 'nullptr'}, {bias_x}, {bias_rh}, {seq_lens}, "
-                f"{optional(_H0, direction * state_dir)}, {c0}, {peep}, {output(0, direction * y_dir)}, "
-                f"{output(1, direction * state_dir)}, {output(2, direction * state_dir)}, {scratch});")
+                f"{r_ptrs[1] if len(r_ptrs) > 1 else 'nullptr'}, {bias_x}, {bias_rh}, "
+                f"{_state_arguments(node, ctx, g, direction, outputs, y_dir, state_dir, scratch)});")
         return lines
 
     return emit
 
 
-def _quantized_call(node, ctx, g, direction, label, params, outputs, y_dir, state_dir, scratch):
+def _quantized_weight_set(node, graph, g):
+    """{"w": ..., "r": ...} of _quantized_weights for all directions, and the one element type both
+    are stored as (the kernel's TW): int16 if either needs it."""
+    weights = {letter: _quantized_weights(node, graph, g, index) for index, letter in ((_W, "w"), (_R, "r"))}
+    int16 = ir.DTYPE_BY_NAME["int16"]
+    dtype = int16 if any(d == int16 for _, d, _ in weights.values()) else ir.DTYPE_BY_NAME["int8"]
+    return weights, dtype
+
+
+def _quantized_call(node, ctx, g, direction, label, params, outputs, y_dir, state_dir, scratch, weight_set):
     """The QuantizedLstmLayer call of one direction of a DynamicQuantizeLSTM (constant W, R, scales
-    and zero points, checked by _geometry)."""
+    and zero points, checked by _geometry); weight_set from _quantized_weight_set."""
     graph = ctx.graph
     h = g["hidden"]
     names = {}
-    weights = {letter: _quantized_weights(node, graph, g, index) for index, letter in ((_W, "w"), (_R, "r"))}
-    # One element type for both (the kernel's TW): int16 if either needs it.
-    int16 = ir.DTYPE_BY_NAME["int16"]
-    dtype = int16 if any(d == int16 for _, d, _ in weights.values()) else ir.DTYPE_BY_NAME["int8"]
+    weights, dtype = weight_set
     for letter, (centred, _, scales) in weights.items():
         names[letter] = ctx.derived_constant(node, f"{letter}_centred{label}", centred[direction], dtype=dtype,
                                              comment=f"{letter.upper()} minus its zero point, one row per output")
@@ -372,7 +368,14 @@ def _quantized_call(node, ctx, g, direction, label, params, outputs, y_dir, stat
     else:
         folded = np.zeros(g["gates"] * h, np.float32)
     bias_ptr = ctx.derived_constant(node, f"bias{label}", folded, comment="Wb + Rb folded")
+    return (f"pure_model::QuantizedLstmLayer<{params}, {names['w_type']}>({ctx.ptr(node.inputs[_X])}, {names['w']}, "
+            f"{names['w_scale']}, {names['r']}, {names['r_scale']}, {bias_ptr}, "
+            f"{_state_arguments(node, ctx, g, direction, outputs, y_dir, state_dir, scratch)});")
 
+
+def _state_arguments(node, ctx, g, direction, outputs, y_dir, state_dir, scratch):
+    """The arguments both layer kernels end with, for one direction: seq_lens, h0, c0, peepholes
+    (nullptr where absent; c0 and P only for LSTM), Y, Y_h, Y_c (nullptr where not read), scratch."""
     def optional(index, offset_elements):
         return _offset(ctx.ptr(node.inputs[index]), offset_elements) if _present(node, index) else "nullptr"
 
@@ -380,11 +383,11 @@ def _quantized_call(node, ctx, g, direction, label, params, outputs, y_dir, stat
         return _offset(ctx.ptr(outputs[index]), offset_elements) if outputs[index] else "nullptr"
 
     seq_lens = ctx.ptr(node.inputs[_SEQ]) if _present(node, _SEQ) else "nullptr"
-    return (f"pure_model::QuantizedLstmLayer<{params}, {names['w_type']}>({ctx.ptr(node.inputs[_X])}, {names['w']}, "
-            f"{names['w_scale']}, {names['r']}, {names['r_scale']}, {bias_ptr}, {seq_lens}, "
-            f"{optional(_H0, direction * state_dir)}, {optional(_C0, direction * state_dir)}, "
-            f"{optional(_P, direction * 3 * h)}, {output(0, direction * y_dir)}, {output(1, direction * state_dir)}, "
-            f"{output(2, direction * state_dir)}, {scratch});")
+    lstm = g["op"] == "LSTM"
+    c0 = optional(_C0, direction * state_dir) if lstm else "nullptr"
+    peepholes = optional(_P, direction * 3 * g["hidden"]) if lstm else "nullptr"
+    return (f"{seq_lens}, {optional(_H0, direction * state_dir)}, {c0}, {peepholes}, {output(0, direction * y_dir)}, "
+            f"{output(1, direction * state_dir)}, {output(2, direction * state_dir)}, {scratch}")
 
 
 def _make_flops(op, quantized=False):
